@@ -1,0 +1,220 @@
+"""Typed model-server configuration (the OVMS ``model_config_list`` format).
+
+These frozen dataclasses are what the rest of the daemon sees: the loader turns a validated document into them, the
+manager compares them to decide what to reload, and the serving layer reads shapes and policies from them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+UNBOUNDED = -1
+
+
+@dataclass(frozen=True)
+class Dim:
+    """One dimension of a configured shape: static (lo == hi), a range lo..hi, or fully dynamic (-1)."""
+
+    lo: int
+    hi: int
+
+    @classmethod
+    def static(cls, n: int) -> Dim:
+        return cls(n, n)
+
+    @classmethod
+    def dynamic(cls) -> Dim:
+        return cls(0, UNBOUNDED)
+
+    @property
+    def is_static(self) -> bool:
+        return self.lo == self.hi and self.lo > 0
+
+    @property
+    def is_dynamic(self) -> bool:
+        return not self.is_static
+
+    def accepts(self, n: int) -> bool:
+        return n >= self.lo and (self.hi == UNBOUNDED or n <= self.hi)
+
+    def __str__(self) -> str:
+        if self.is_static:
+            return str(self.lo)
+        if self.lo <= 0 and self.hi == UNBOUNDED:
+            return "-1"
+        return f"{self.lo}:{self.hi if self.hi != UNBOUNDED else -1}"
+
+
+Shape = tuple[Dim, ...]
+
+
+def format_shape(shape: Shape | tuple[int, ...]) -> str:
+    """OVMS spelling of a shape, e.g. ``(1,3,224,224)`` or ``(1,3,-1,-1)``."""
+    return "(" + ",".join(str(d) for d in shape) + ")"
+
+
+_DIM = r"\s*(-?\d+)(?:\s*:\s*(-?\d+))?\s*"
+
+
+def parse_dim(text: str) -> Dim:
+    """``8`` -> static, ``-1`` -> dynamic, ``1:16`` -> range. Raises ValueError with a plain sentence."""
+    m = re.fullmatch(_DIM, text)
+    if not m:
+        raise ValueError(f"'{text}' is not a dimension (expected N, -1 or MIN:MAX)")
+    lo = int(m.group(1))
+    if m.group(2) is None:
+        if lo == -1:
+            return Dim.dynamic()
+        if lo <= 0:
+            raise ValueError(f"dimension {lo} must be positive or -1")
+        return Dim.static(lo)
+    hi = int(m.group(2))
+    if lo < 0 or (hi != UNBOUNDED and (hi <= 0 or hi < lo)):
+        raise ValueError(f"range {text.strip()} must satisfy 0 <= MIN <= MAX (MAX -1 for unbounded)")
+    return Dim(lo, hi)
+
+
+def parse_shape(text: str) -> Shape:
+    """``(1,3,224,224)`` or ``[1,3,-1,-1]`` or ``(1,3,200:300,200:300)``."""
+    s = text.strip()
+    if not (len(s) >= 2 and ((s[0], s[-1]) in (("(", ")"), ("[", "]")))):
+        raise ValueError(f"shape '{text}' must be written like (1,3,224,224)")
+    inner = s[1:-1].strip()
+    if not inner:
+        return ()
+    return tuple(parse_dim(part) for part in inner.split(","))
+
+
+@dataclass(frozen=True)
+class InputShape:
+    """Configured shape of one input: ``auto`` (follow each request) or a fixed/dynamic shape."""
+
+    auto: bool = False
+    dims: Shape | None = None
+
+    @classmethod
+    def parse(cls, value: str | list[int]) -> InputShape:
+        if isinstance(value, list):
+            return cls(dims=parse_shape("(" + ",".join(str(v) for v in value) + ")"))
+        if value.strip().lower() == "auto":
+            return cls(auto=True)
+        return cls(dims=parse_shape(value))
+
+    def __str__(self) -> str:
+        return "auto" if self.auto else format_shape(self.dims or ())
+
+
+@dataclass(frozen=True)
+class BatchSize:
+    """``batch_size``: ``auto`` or a dimension (static, -1, or a range)."""
+
+    auto: bool = False
+    dim: Dim | None = None
+
+    @classmethod
+    def parse(cls, value: int | str) -> BatchSize:
+        if isinstance(value, int):
+            return cls(dim=parse_dim(str(value)))
+        if value.strip().lower() == "auto":
+            return cls(auto=True)
+        return cls(dim=parse_dim(value))
+
+    def __str__(self) -> str:
+        return "auto" if self.auto else str(self.dim)
+
+
+@dataclass(frozen=True)
+class ShapeConfig:
+    """``shape``: one anonymous shape for the model, or a map from input name to shape."""
+
+    anonymous: InputShape | None = None
+    per_input: Mapping[str, InputShape] = field(default_factory=dict)
+
+    @property
+    def is_set(self) -> bool:
+        return self.anonymous is not None or bool(self.per_input)
+
+    def for_input(self, names: set[str]) -> InputShape | None:
+        """The configured shape for an input known by any of ``names``."""
+        for name in names:
+            if name in self.per_input:
+                return self.per_input[name]
+        return self.anonymous
+
+
+@dataclass(frozen=True)
+class VersionPolicy:
+    """``model_version_policy``: which of the versions on disk are served."""
+
+    kind: Literal["latest", "all", "specific"] = "latest"
+    num_versions: int = 1
+    versions: tuple[int, ...] = ()
+
+    def select(self, on_disk: set[int] | list[int]) -> set[int]:
+        available = sorted(set(on_disk))
+        if self.kind == "all":
+            return set(available)
+        if self.kind == "specific":
+            return set(self.versions) & set(available)
+        return set(available[-self.num_versions :]) if self.num_versions > 0 else set()
+
+    def __str__(self) -> str:
+        if self.kind == "latest":
+            return f"latest {self.num_versions}"
+        if self.kind == "specific":
+            return "specific " + ",".join(str(v) for v in self.versions)
+        return "all"
+
+
+PluginValue = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One ``model_config_list[].config`` entry, with defaults applied and paths resolved."""
+
+    name: str
+    base_path: Path
+    batch_size: BatchSize | None = None
+    shape: ShapeConfig = field(default_factory=ShapeConfig)
+    layout: str | Mapping[str, str] | None = None
+    version_policy: VersionPolicy = field(default_factory=VersionPolicy)
+    nireq: int = 0
+    target_device: str = "CPU"
+    plugin_config: Mapping[str, PluginValue] = field(default_factory=dict)
+    allow_cache: bool = False
+
+    @property
+    def has_auto(self) -> bool:
+        shapes = [self.shape.anonymous, *self.shape.per_input.values()]
+        return bool(self.batch_size and self.batch_size.auto) or any(s is not None and s.auto for s in shapes)
+
+    def loading_fields(self) -> tuple[object, ...]:
+        """The fields whose change requires reloading the model's versions (everything but the name)."""
+        return (
+            self.base_path,
+            self.batch_size,
+            self.shape,
+            self.layout,
+            self.version_policy,
+            self.nireq,
+            self.target_device,
+            tuple(sorted(self.plugin_config.items())),
+            self.allow_cache,
+        )
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The whole served configuration: the models, and where it came from."""
+
+    models: tuple[ModelConfig, ...] = ()
+    source: Path | None = None
+    warnings: tuple[str, ...] = ()
+
+    def model(self, name: str) -> ModelConfig | None:
+        return next((m for m in self.models if m.name == name), None)
