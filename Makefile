@@ -1,0 +1,48 @@
+# Everything installs itself: `make demo` and `make test` work on a fresh machine with Python >= 3.10.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The real TF Serving clients live in their own virtualenvs: tensorflow must never be importable by the daemon,
+# and TF's protos clash with ours in one process. Tests run them in subprocesses.
+TFS_VENV := .venv-tfs
+OVMSCLIENT_VENV := .venv-ovmsclient
+PIP_FLAGS := --quiet --disable-pip-version-check
+
+.PHONY: venv venv-clients demo demo-models test lint protos clean
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(PIP_FLAGS) --upgrade pip
+	$(BIN)/pip install $(PIP_FLAGS) -e '.[dev]'
+	touch $@
+
+venv-clients: $(TFS_VENV)/.installed $(OVMSCLIENT_VENV)/.installed
+$(TFS_VENV)/.installed: tests/clients/requirements-tfs.txt
+	test -x $(TFS_VENV)/bin/python || $(PYTHON) -m venv $(TFS_VENV)
+	$(TFS_VENV)/bin/pip install $(PIP_FLAGS) -r tests/clients/requirements-tfs.txt
+	touch $@
+$(OVMSCLIENT_VENV)/.installed: tests/clients/requirements-ovmsclient.txt
+	test -x $(OVMSCLIENT_VENV)/bin/python || $(PYTHON) -m venv $(OVMSCLIENT_VENV)
+	$(OVMSCLIENT_VENV)/bin/pip install $(PIP_FLAGS) -r tests/clients/requirements-ovmsclient.txt
+	touch $@
+
+demo-models: venv
+	$(BIN)/python sample_configs/build_demo_models.py sample_configs/demo_models
+
+demo: demo-models
+	@$(BIN)/python sample_configs/build_demo_models.py --usage
+	exec $(BIN)/ovmsctl start --foreground --config sample_configs/demo.yaml --bind-address 127.0.0.1
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: venv venv-clients lint
+	$(BIN)/python -m pytest -ra
+
+protos: venv
+	$(BIN)/python schemas/compile.py
+
+clean:
+	rm -rf $(VENV) $(TFS_VENV) $(OVMSCLIENT_VENV) sample_configs/demo_models .pytest_cache

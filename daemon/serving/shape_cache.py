@@ -1,0 +1,114 @@
+"""A bounded LRU of compiled shape variants with single-flight creation.
+
+Requests for a cached key never wait for anything. The first request for a new key builds it in its own thread while
+requests for other keys go on; concurrent requests for the same new key wait on that one build. Eviction only drops the
+cache's reference: a request still using an evicted variant keeps it alive until it finishes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class BuildTimeout(Exception):
+    """A waiter gave up on a build that is still running."""
+
+
+@dataclass
+class CacheStats:
+    compiles: int = 0
+    hits: int = 0
+    evictions: int = 0
+    failures: int = 0
+    last_compile_ms: float = 0.0
+
+
+class ShapeCache(Generic[K, V]):
+    def __init__(self, capacity: int, pinned: set[K] | None = None) -> None:
+        self.capacity = max(1, capacity)
+        self._pinned = set(pinned or ())
+        self._entries: OrderedDict[K, V] = OrderedDict()
+        self._building: dict[K, Future[V]] = {}
+        self._lock = threading.Lock()
+        self.stats = CacheStats()
+        self.last_built: K | None = None
+
+    def put(self, key: K, value: V, *, pin: bool = False) -> None:
+        with self._lock:
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            if pin:
+                self._pinned.add(key)
+            self._evict_over_capacity()
+
+    def get_or_build(self, key: K, build: Callable[[K], V], timeout: float) -> V:
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                self.stats.hits += 1
+                return self._entries[key]
+            future = self._building.get(key)
+            owner = future is None
+            if owner:
+                future = Future()
+                self._building[key] = future
+        assert future is not None
+        if owner:
+            return self._build(key, build, future)
+        try:
+            return future.result(timeout=timeout)
+        except FutureTimeout as exc:
+            raise BuildTimeout(f"waited {timeout:g} s for a compile that is still running") from exc
+
+    def _build(self, key: K, build: Callable[[K], V], future: Future[V]) -> V:
+        started = time.perf_counter()
+        try:
+            value = build(key)
+        except BaseException as exc:
+            with self._lock:
+                self.stats.failures += 1
+                del self._building[key]
+            future.set_exception(exc)
+            raise
+        with self._lock:
+            self.stats.compiles += 1
+            self.stats.last_compile_ms = (time.perf_counter() - started) * 1000
+            self._entries[key] = value
+            self.last_built = key
+            del self._building[key]
+            self._evict_over_capacity()
+        future.set_result(value)
+        return value
+
+    def _evict_over_capacity(self) -> None:
+        while len(self._entries) > self.capacity:
+            victim = next((k for k in self._entries if k not in self._pinned), None)
+            if victim is None:
+                return
+            del self._entries[victim]
+            self.stats.evictions += 1
+
+    def peek(self, key: K) -> V | None:
+        """The cached value for ``key`` without counting a hit or touching the LRU order."""
+        with self._lock:
+            return self._entries.get(key)
+
+    def keys(self) -> list[K]:
+        with self._lock:
+            return list(self._entries)
+
+    def clear(self) -> list[V]:
+        with self._lock:
+            values = list(self._entries.values())
+            self._entries.clear()
+            return values
