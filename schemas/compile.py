@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import re
-import shutil
 import sys
 import tempfile
 from importlib import resources
@@ -100,7 +99,6 @@ def install(fresh: dict[str, bytes]) -> None:
         if not path.exists() or path.read_bytes() != data:
             path.write_bytes(data)
             print(f"wrote {path.relative_to(REPO)}")
-    shutil.rmtree(TARGET / "__pycache__", ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

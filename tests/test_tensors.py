@@ -209,58 +209,60 @@ def test_encode_dtype_override():
 
 
 def typed_cases() -> list[tuple[str, tensor_pb2.TensorProto, np.ndarray]]:
+    """(name, proto with values in the typed field, the array it must decode to)."""
     half = np.array([1.5, -2.0, np.inf, 65504.0], dtype=np.float16)
-    half_bits = half.view(np.uint16).astype(np.int32).tolist()
+    dt = types_pb2
     cases = [
-        ("float", proto(types_pb2.DT_FLOAT, (2, 2), float_val=[1.5, -2, 3.25, 1e30]), np.float32),
-        ("double", proto(types_pb2.DT_DOUBLE, (3,), double_val=[1e300, -0.5, 2**-1074]), np.float64),
-        ("int32", proto(types_pb2.DT_INT32, (2,), int_val=[-(2**31), 2**31 - 1]), np.int32),
-        ("int16", proto(types_pb2.DT_INT16, (2,), int_val=[-32768, 32767]), np.int16),
-        ("int8", proto(types_pb2.DT_INT8, (3,), int_val=[-128, 127, 0]), np.int8),
-        ("uint8", proto(types_pb2.DT_UINT8, (2, 1), int_val=[0, 255]), np.uint8),
-        ("uint16", proto(types_pb2.DT_UINT16, (2,), int_val=[0, 65535]), np.uint16),
-        ("int64", proto(types_pb2.DT_INT64, (2,), int64_val=[-(2**63), 2**63 - 1]), np.int64),
-        ("uint32", proto(types_pb2.DT_UINT32, (2,), uint32_val=[0, 2**32 - 1]), np.uint32),
-        ("uint64", proto(types_pb2.DT_UINT64, (2,), uint64_val=[0, 2**64 - 1]), np.uint64),
-        ("bool", proto(types_pb2.DT_BOOL, (3,), bool_val=[True, False, True]), np.bool_),
-        ("half", proto(types_pb2.DT_HALF, (4,), half_val=half_bits), half),
-        ("complex64", proto(types_pb2.DT_COMPLEX64, (2,), scomplex_val=[1, 2, -3, 0.5]), np.complex64),
-        ("complex128", proto(types_pb2.DT_COMPLEX128, (1,), dcomplex_val=[1e300, -1]), np.complex128),
-        ("scalar", proto(types_pb2.DT_FLOAT, (), float_val=[7.0]), np.float32),
-        ("empty", proto(types_pb2.DT_INT32, (0, 4)), np.int32),
+        (
+            "float",
+            proto(dt.DT_FLOAT, (2, 2), float_val=[1.5, -2, 3.25, 1e30]),
+            np.array([[1.5, -2], [3.25, 1e30]], np.float32),
+        ),
+        (
+            "double",
+            proto(dt.DT_DOUBLE, (3,), double_val=[1e300, -0.5, 2**-1074]),
+            np.array([1e300, -0.5, 2**-1074], np.float64),
+        ),
+        (
+            "int32",
+            proto(dt.DT_INT32, (2,), int_val=[-(2**31), 2**31 - 1]),
+            np.array([-(2**31), 2**31 - 1], np.int32),
+        ),
+        ("int16", proto(dt.DT_INT16, (2,), int_val=[-32768, 32767]), np.array([-32768, 32767], np.int16)),
+        ("int8", proto(dt.DT_INT8, (3,), int_val=[-128, 127, 0]), np.array([-128, 127, 0], np.int8)),
+        ("uint8", proto(dt.DT_UINT8, (2, 1), int_val=[0, 255]), np.array([[0], [255]], np.uint8)),
+        ("uint16", proto(dt.DT_UINT16, (2,), int_val=[0, 65535]), np.array([0, 65535], np.uint16)),
+        (
+            "int64",
+            proto(dt.DT_INT64, (2,), int64_val=[-(2**63), 2**63 - 1]),
+            np.array([-(2**63), 2**63 - 1], np.int64),
+        ),
+        ("uint32", proto(dt.DT_UINT32, (2,), uint32_val=[0, 2**32 - 1]), np.array([0, 2**32 - 1], np.uint32)),
+        ("uint64", proto(dt.DT_UINT64, (2,), uint64_val=[0, 2**64 - 1]), np.array([0, 2**64 - 1], np.uint64)),
+        ("bool", proto(dt.DT_BOOL, (3,), bool_val=[True, False, True]), np.array([True, False, True])),
+        # half_val carries the IEEE binary16 bit patterns, one per int32.
+        ("half", proto(dt.DT_HALF, (4,), half_val=half.view(np.uint16).astype(np.int32).tolist()), half),
+        (
+            "complex64",
+            proto(dt.DT_COMPLEX64, (2,), scomplex_val=[1, 2, -3, 0.5]),
+            np.array([1 + 2j, -3 + 0.5j], np.complex64),
+        ),
+        (
+            "complex128",
+            proto(dt.DT_COMPLEX128, (1,), dcomplex_val=[1e300, -1]),
+            np.array([1e300 - 1j], np.complex128),
+        ),
+        ("scalar", proto(dt.DT_FLOAT, (), float_val=[7.0]), np.array(7.0, np.float32)),
+        ("empty", proto(dt.DT_INT32, (0, 4)), np.zeros((0, 4), np.int32)),
     ]
-    expected = {
-        "float": np.array([[1.5, -2], [3.25, 1e30]], np.float32),
-        "double": np.array([1e300, -0.5, 2**-1074], np.float64),
-        "int32": np.array([-(2**31), 2**31 - 1], np.int32),
-        "int16": np.array([-32768, 32767], np.int16),
-        "int8": np.array([-128, 127, 0], np.int8),
-        "uint8": np.array([[0], [255]], np.uint8),
-        "uint16": np.array([0, 65535], np.uint16),
-        "int64": np.array([-(2**63), 2**63 - 1], np.int64),
-        "uint32": np.array([0, 2**32 - 1], np.uint32),
-        "uint64": np.array([0, 2**64 - 1], np.uint64),
-        "bool": np.array([True, False, True]),
-        "half": half,
-        "complex64": np.array([1 + 2j, -3 + 0.5j], np.complex64),
-        "complex128": np.array([1e300 - 1j], np.complex128),
-        "scalar": np.array(7.0, np.float32),
-        "empty": np.zeros((0, 4), np.int32),
-    }
-    out = [(name, p, expected[name]) for name, p, _ in cases]
     if HAVE_ML_DTYPES:
         bf16 = np.array([1.5, -2.0, 3e38], dtype=ml_dtypes.bfloat16)
-        out.append(
-            (
-                "bfloat16",
-                proto(types_pb2.DT_BFLOAT16, (3,), half_val=bf16.view(np.uint16).astype(np.int32).tolist()),
-                bf16,
-            )
-        )
-        for dt, name in EXTENDED[1:]:
+        bf16_bits = bf16.view(np.uint16).astype(np.int32).tolist()
+        cases.append(("bfloat16", proto(dt.DT_BFLOAT16, (3,), half_val=bf16_bits), bf16))
+        for dtype, name in EXTENDED[1:]:
             f8 = np.array([1.5, -2.0, 0.25], dtype=getattr(ml_dtypes, name))
-            out.append((name, proto(dt, (3,), float8_val=f8.tobytes()), f8))
-    return out
+            cases.append((name, proto(dtype, (3,), float8_val=f8.tobytes()), f8))
+    return cases
 
 
 @pytest.mark.parametrize(("name", "p", "expected"), typed_cases(), ids=[c[0] for c in typed_cases()])

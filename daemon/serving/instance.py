@@ -142,7 +142,7 @@ class ModelInstance:
             self.version,
             _key_text(key),
             stats.compiles + 1,
-            len(self._variants.keys()) + 1,
+            len(self._variants.cached_keys()) + 1,
         )
         return variant
 
@@ -160,7 +160,7 @@ class ModelInstance:
     # -- status --------------------------------------------------------------------------------------------------
 
     def info(self) -> InstanceInfo:
-        shapes = [{name: format_shape(shape) for name, shape in key} for key in self._variants.keys()]
+        shapes = [{name: format_shape(shape) for name, shape in key} for key in self._variants.cached_keys()]
         return InstanceInfo(compiled_shapes=shapes, nireq=self.base.pool.size, stats=self._variants.stats)
 
     def close(self) -> None:

@@ -119,9 +119,9 @@ class ModelManager:
         path = config.base_path / str(number)
         version = served.versions.get(number)
         current = fingerprint(path)
-        if version is not None and version.fingerprint == current and not force:
-            if version.state == State.AVAILABLE or (version.state == State.LOADING and version.status().error_message):
-                return ""  # serving, or failed on these very files: retry only when the files change
+        unchanged = version is not None and version.fingerprint == current and not force
+        if unchanged and (version.state == State.AVAILABLE or version.status().error_message):
+            return ""  # serving, or failed on these very files: retry only when the files change
         if version is None or version.state in (State.END, State.UNLOADING):
             version = ModelVersion(config.name, number, path)
             with self._lock:

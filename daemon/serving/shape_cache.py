@@ -30,6 +30,7 @@ class CacheStats:
     hits: int = 0
     evictions: int = 0
     failures: int = 0
+    waiting: int = 0  # requests now waiting for another request's compile of the same shape
     last_compile_ms: float = 0.0
 
 
@@ -65,10 +66,15 @@ class ShapeCache(Generic[K, V]):
         assert future is not None
         if owner:
             return self._build(key, build, future)
+        with self._lock:
+            self.stats.waiting += 1
         try:
             return future.result(timeout=timeout)
         except FutureTimeout as exc:
             raise BuildTimeout(f"waited {timeout:g} s for a compile that is still running") from exc
+        finally:
+            with self._lock:
+                self.stats.waiting -= 1
 
     def _build(self, key: K, build: Callable[[K], V], future: Future[V]) -> V:
         started = time.perf_counter()
@@ -103,7 +109,7 @@ class ShapeCache(Generic[K, V]):
         with self._lock:
             return self._entries.get(key)
 
-    def keys(self) -> list[K]:
+    def cached_keys(self) -> list[K]:
         with self._lock:
             return list(self._entries)
 

@@ -53,7 +53,10 @@ class Daemon:
             stderr=subprocess.STDOUT,
             cwd=REPO,
         )
-        self.channel = grpc.insecure_channel(self.address)
+        big = 1024 * 1024 * 1024
+        self.channel = grpc.insecure_channel(
+            self.address, options=[("grpc.max_receive_message_length", big), ("grpc.max_send_message_length", big)]
+        )
         self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
         self.exit_code: int | None = None
