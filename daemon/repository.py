@@ -88,3 +88,22 @@ def fingerprint(version_dir: Path) -> Fingerprint:
         return tuple((str(p.relative_to(version_dir)), st.st_size, st.st_mtime_ns) for p in files for st in [p.stat()])
     except OSError:
         return ()
+
+
+def is_settled(version_dir: Path, quiet_s: float, now: float) -> bool:
+    """Whether a version directory is complete enough to load.
+
+    It is when its files stopped changing ``quiet_s`` seconds ago, or at once when the directory itself changed after
+    its last file did (it was renamed into place, the atomic way to publish a version). A missing directory is not.
+    """
+    try:
+        newest_file = max((_changed_at(p) for p in version_dir.rglob("*") if p.is_file()), default=0.0)
+        directory = version_dir.stat().st_ctime_ns / 1e9
+    except OSError:
+        return False
+    return now - newest_file >= quiet_s or directory > newest_file
+
+
+def _changed_at(path: Path) -> float:
+    st = path.stat()
+    return max(st.st_mtime_ns, st.st_ctime_ns) / 1e9

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from ovmsd.config.models import ModelConfig, ServerConfig
 from ovmsd.errors import ErrorKind, ModelLoadError, ServingError
-from ovmsd.repository import ModelFileError, find_model_file, fingerprint, list_versions, read_path
+from ovmsd.repository import ModelFileError, find_model_file, fingerprint, is_settled, list_versions, read_path
 from ovmsd.serving.instance import ModelInstance
 from ovmsd.serving.servable import ModelVersion
 from ovmsd.status import ErrorCode, State, VersionStatus
@@ -49,20 +50,35 @@ class ModelOutcome:
     action: str  # "added", "removed", "reloaded", "unchanged"
     available: tuple[int, ...]
     errors: tuple[str, ...] = ()
+    settling: tuple[int, ...] = ()  # new version directories still being written; looked at again later
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    usable: bool  # the version serves (freshly loaded, or the previous load kept)
+    settling: bool = False
+    error: str = ""
 
 
 class ModelManager:
-    def __init__(self, load_instance: InstanceFactory, drain_timeout_s: float = 30.0) -> None:
+    def __init__(self, load_instance: InstanceFactory, drain_timeout_s: float = 30.0, settle_s: float = 1.0) -> None:
         self._load_instance = load_instance
         self._drain_timeout = drain_timeout_s
+        self._settle_s = settle_s
+        self.loads = 0
+        self.load_failures = 0
+        self.last_load_seconds = 0.0
         self._models: dict[str, ServedModel] = {}
         self._lock = threading.Lock()  # guards the dictionaries; held briefly
         self._reconcile_lock = threading.Lock()  # one lifecycle change at a time
 
     # -- desired state ---------------------------------------------------------------------------------------------
 
-    def apply(self, config: ServerConfig) -> list[ModelOutcome]:
-        """Serve exactly the models of ``config``: load new or changed ones, retire removed ones."""
+    def apply(self, config: ServerConfig, *, settle: bool = True) -> list[ModelOutcome]:
+        """Serve exactly the models of ``config``: load new or changed ones, retire removed ones.
+
+        ``settle=False`` (start-up) loads version directories as they are, without waiting for them to be quiet.
+        """
         with self._reconcile_lock:
             outcomes = []
             wanted = {m.name: m for m in config.models}
@@ -76,7 +92,9 @@ class ModelManager:
                     action = "reloaded"
                 else:
                     action = "unchanged"
-                outcomes.append(self._reconcile_model(model_config, reload_all=action == "reloaded", action=action))
+                outcomes.append(
+                    self._reconcile_model(model_config, reload_all=action == "reloaded", action=action, settle=settle)
+                )
             for name, served in current.items():
                 if name not in wanted and served.config is not None:
                     self._retire_model(served)
@@ -88,9 +106,9 @@ class ModelManager:
         with self._reconcile_lock:
             with self._lock:
                 configs = [m.config for m in self._models.values() if m.config is not None]
-            return [self._reconcile_model(c, reload_all=False, action="unchanged") for c in configs]
+            return [self._reconcile_model(c, reload_all=False, action="unchanged", settle=True) for c in configs]
 
-    def _reconcile_model(self, config: ModelConfig, *, reload_all: bool, action: str) -> ModelOutcome:
+    def _reconcile_model(self, config: ModelConfig, *, reload_all: bool, action: str, settle: bool) -> ModelOutcome:
         with self._lock:
             served = self._models.setdefault(config.name, ServedModel(config))
         served.config = config
@@ -105,44 +123,77 @@ class ModelManager:
         if new_skipped:
             log.warning("model %s: ignoring entries that are not version numbers: %s", config.name, sorted(new_skipped))
         served.skipped = frozenset(skipped)
-        aspired = config.version_policy.select(on_disk)
-        for number in sorted(aspired):  # load first: availability never drops during a change
-            error = self._load_if_needed(served, config, number, force=reload_all)
-            if error:
-                errors.append(f"version {number}: {error}")
+        wanted, settling, errors = self._converge(served, config, set(on_disk), force=reload_all, settle=settle)
         for number, version in sorted(served.versions.items()):
-            if number not in aspired and version.state not in (State.END, State.UNLOADING):
-                self._retire(version)
-        return ModelOutcome(config.name, action, self._available(served), tuple(errors))
+            if number in wanted or version.state in (State.END, State.UNLOADING):
+                continue
+            if version.state == State.AVAILABLE or number not in on_disk:
+                self._retire(version)  # failed versions stay listed with their error while their files are there
+        return ModelOutcome(config.name, action, self._available(served), tuple(errors), tuple(settling))
 
-    def _load_if_needed(self, served: ServedModel, config: ModelConfig, number: int, *, force: bool) -> str:
+    def _converge(
+        self, served: ServedModel, config: ModelConfig, on_disk: set[int], *, force: bool, settle: bool
+    ) -> tuple[set[int], list[int], list[str]]:
+        """Load what the policy selects; versions that cannot serve (settling, failed) make way for the next ones.
+
+        With ``latest 1``, a broken or half-copied version 3 leaves version 2 serving rather than nothing.
+        """
+        unusable: set[int] = set()
+        settling: list[int] = []
+        errors: list[str] = []
+        while True:
+            wanted = config.version_policy.select(on_disk - unusable)
+            blocked = set()
+            for number in sorted(wanted):  # loads come first: availability never drops during a change
+                result = self._ensure_loaded(served, config, number, force=force, settle=settle)
+                if result.error:
+                    errors.append(f"version {number}: {result.error}")
+                if result.settling and not result.usable:
+                    settling.append(number)
+                if not result.usable:
+                    blocked.add(number)
+            if not blocked:
+                return wanted, settling, errors
+            unusable |= blocked
+
+    def _ensure_loaded(
+        self, served: ServedModel, config: ModelConfig, number: int, *, force: bool, settle: bool
+    ) -> LoadResult:
         path = config.base_path / str(number)
         version = served.versions.get(number)
         current = fingerprint(path)
-        unchanged = version is not None and version.fingerprint == current and not force
-        if unchanged and (version.state == State.AVAILABLE or version.status().error_message):
-            return ""  # serving, or failed on these very files: retry only when the files change
+        live = version is not None and version.state == State.AVAILABLE
+        loaded_before = version is not None and version.state in (State.AVAILABLE, State.LOADING)
+        if loaded_before and version.fingerprint == current and not force:
+            # serving, or failed on these very files: retry only when the files change
+            return LoadResult(usable=live, error="" if live else version.status().error_message)
+        if settle and not is_settled(path, self._settle_s, time.time()):
+            return LoadResult(usable=live, settling=True)
         if version is None or version.state in (State.END, State.UNLOADING):
             version = ModelVersion(config.name, number, path)
             with self._lock:
                 served.versions[number] = version
         version.fingerprint = current
-        if version.state != State.AVAILABLE:
+        if not live:
             version.set_state(State.LOADING)
+        started = time.perf_counter()
         try:
             instance = self._load_instance(read_path(find_model_file(path)), config, number)
-        except (ModelLoadError, ModelFileError) as exc:
-            if version.state == State.AVAILABLE:
+        except (ModelLoadError, ModelFileError, OSError) as exc:
+            self.load_failures += 1
+            if live:
                 log.error(
                     "model %s version %d: reload failed, keeps serving the loaded one: %s", config.name, number, exc
                 )
             else:
                 version.set_state(State.LOADING, ErrorCode.UNKNOWN, str(exc))
-            return str(exc)
+            return LoadResult(usable=live, error=str(exc))
+        self.loads += 1
+        self.last_load_seconds = time.perf_counter() - started
         previous = version.make_available(instance)
         if previous is not None:
             previous.close()
-        return ""
+        return LoadResult(usable=True)
 
     def _retire(self, version: ModelVersion) -> None:
         version.retire(timeout=self._drain_timeout)
