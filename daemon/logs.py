@@ -1,4 +1,9 @@
-"""Logging setup: OVMS level names, stderr or a file, no timestamps when journald adds its own."""
+"""Logging setup: OVMS level names, stderr or a file, no timestamps when journald adds its own.
+
+Under systemd, stderr is the journal: lines carry a ``<N>`` syslog priority prefix (so ``journalctl -p err`` works)
+and no timestamp. ``JOURNAL_STREAM`` alone is not enough to tell: a daemon started from a shell inside a service
+inherits it with stderr redirected to a file, so its ``device:inode`` must match stderr's.
+"""
 
 from __future__ import annotations
 
@@ -15,20 +20,49 @@ LEVELS = {
     "WARNING": logging.WARNING,
     "ERROR": logging.ERROR,
 }
+TIMESTAMPED = "%(asctime)s [%(levelname)s] %(name)s: %(message)s"
+JOURNAL = "[%(levelname)s] %(name)s: %(message)s"
+
+
+class JournalFormatter(logging.Formatter):
+    """Prefixes each line with its syslog priority, which journald strips and stores."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{syslog_priority(record.levelno)}>{super().format(record)}"
+
+
+def syslog_priority(levelno: int) -> int:
+    if levelno >= logging.CRITICAL:
+        return 2
+    if levelno >= logging.ERROR:
+        return 3
+    if levelno >= logging.WARNING:
+        return 4
+    if levelno >= logging.INFO:
+        return 6
+    return 7
+
+
+def stderr_is_journal() -> bool:
+    device, _, inode = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        st = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError):
+        return False
+    return (st.st_dev, st.st_ino) == (int(device), int(inode))
 
 
 def configure(level: str, log_file: Path | None = None) -> None:
     logging.addLevelName(TRACE, "TRACE")
+    handler: logging.Handler
     if log_file is not None:
-        handler: logging.Handler = logging.FileHandler(log_file)
-        fmt = "%(asctime)s [%(levelname)s] %(name)s: %(message)s"
+        handler = logging.FileHandler(log_file)
+        handler.setFormatter(logging.Formatter(TIMESTAMPED))
     else:
         handler = logging.StreamHandler(sys.stderr)
-        journald = bool(os.environ.get("JOURNAL_STREAM"))
-        fmt = (
-            "[%(levelname)s] %(name)s: %(message)s" if journald else "%(asctime)s [%(levelname)s] %(name)s: %(message)s"
-        )
-    handler.setFormatter(logging.Formatter(fmt))
+        handler.setFormatter(JournalFormatter(JOURNAL) if stderr_is_journal() else logging.Formatter(TIMESTAMPED))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(LEVELS[level.upper()])

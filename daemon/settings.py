@@ -36,6 +36,10 @@ class Settings:
     reshape_timeout_s: float = 30.0
     cache_dir: Path | None = None
     drain_timeout_s: float = 30.0
+    state_dir: Path | None = None  # pidfile and control socket; None: neither (a bare `python -m ovmsd`)
+    metrics_port: int | None = None  # Prometheus /metrics on bind_address; None: off
+    file_system_poll_wait_s: float = 1.0  # live updates: rescan interval; 0 turns watching off
+    ready_fd: int | None = None  # set by `ovmsctl start`: where to say READY or FAILED (ovmsd.readyfd)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -55,6 +59,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--reshape-timeout", type=float, default=30.0, dest="reshape_timeout_s")
     p.add_argument("--cache-dir", type=Path)
     p.add_argument("--drain-timeout", type=float, default=30.0, dest="drain_timeout_s")
+    p.add_argument("--state-dir", type=Path, help="pidfile and control socket (for ovmsctl status/stop/reload)")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (off by default)")
+    p.add_argument(
+        "--file-system-poll-wait-seconds",
+        type=float,
+        default=1.0,
+        dest="file_system_poll_wait_s",
+        help="watch model directories and the config file, rescanning at this interval; 0: off",
+    )
+    p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     return p
 
 

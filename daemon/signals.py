@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import signal
 import socket
 from collections.abc import Iterable
@@ -15,8 +16,11 @@ class SignalInbox:
         for signum in signals:
             signal.signal(signum, _record_only)
 
-    def wait(self) -> list[signal.Signals]:
-        """Block until at least one signal arrived; returns them in order."""
+    def wait(self, timeout: float | None = None) -> list[signal.Signals]:
+        """Block until at least one signal arrived (returns them in order) or ``timeout`` passed (returns [])."""
+        readable, _, _ = select.select([self._reader], [], [], timeout)
+        if not readable:
+            return []
         return [signal.Signals(n) for n in self._reader.recv(64)]
 
 

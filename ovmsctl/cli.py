@@ -6,7 +6,9 @@ import click
 
 from ovmsctl import __version__
 from ovmsctl.commands.config import validate
-from ovmsctl.commands.daemon import start
+from ovmsctl.commands.daemon import reload, start, stop
+from ovmsctl.commands.service import service
+from ovmsctl.commands.status import status
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -15,8 +17,8 @@ def cli() -> None:
     """Serve OpenVINO models over the TensorFlow Serving gRPC API."""
 
 
-cli.add_command(validate)
-cli.add_command(start)
+for command in (validate, start, stop, status, reload, service):
+    cli.add_command(command)
 
 
 def main() -> None:

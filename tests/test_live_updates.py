@@ -103,37 +103,40 @@ def test_versions_and_config_edits_go_live_with_zero_failed_requests(layout: dic
     entry = {"name": "live", "base_path": str(base), "batch_size": "auto"}
     other = {"name": "other", "base_path": str(models / "other")}
     config = write_config(logs / "config.json", [entry])
-    with start_daemon(config, logs) as daemon, Clients(daemon, "live") as clients:
+    with start_daemon(config, logs) as daemon:
         daemon.wait_available("live")
+        with Clients(daemon, "live") as clients:
+            publish(2.0, base, 2, staging)  # latest 1: v2 loads, then v1 retires
+            wait_for(states_are(daemon, "live", {1: State.END, 2: State.AVAILABLE}), what="v2 live, v1 retired")
+            np.testing.assert_array_equal(daemon.predict("live", {"x": np.ones((1, 4), np.float32)})["y"], 2.0)
 
-        publish(2.0, base, 2, staging)  # latest 1: v2 loads, then v1 retires
-        wait_for(states_are(daemon, "live", {1: State.END, 2: State.AVAILABLE}), what="v2 live, v1 retired")
-        np.testing.assert_array_equal(daemon.predict("live", {"x": np.ones((1, 4), np.float32)})["y"], 2.0)
+            shutil.rmtree(base / "1")  # already retired by the policy: nothing changes
+            corrupt = staging / "corrupt"
+            shutil.copytree(base / "2", corrupt)
+            weights = (corrupt / "model.bin").read_bytes()
+            (corrupt / "model.bin").write_bytes(weights[: len(weights) // 2])  # truncated: the weights do not fit
+            shutil.move(str(corrupt), str(base / "3"))
+            wait_for(lambda: daemon.states("live").get(3) == State.LOADING, what="v3 load failure recorded")
+            [v3] = daemon.status("live", 3).model_version_status
+            assert v3.status.error_code != 0 and v3.status.error_message
+            assert daemon.states("live")[2] == State.AVAILABLE, "the previous version keeps serving"
 
-        shutil.rmtree(base / "1")  # already retired by the policy: nothing changes
-        corrupt = staging / "corrupt"
-        shutil.copytree(base / "2", corrupt)
-        (corrupt / "model.bin").write_bytes((corrupt / "model.bin").read_bytes()[:10])
-        shutil.move(str(corrupt), str(base / "3"))
-        wait_for(lambda: daemon.states("live").get(3) == State.LOADING, what="v3 load failure recorded")
-        [v3] = daemon.status("live", 3).model_version_status
-        assert v3.status.error_code != 0 and v3.status.error_message
-        assert daemon.states("live")[2] == State.AVAILABLE, "the previous version keeps serving"
+            write_config(config, [entry, other])  # add a model
+            wait_for(states_are(daemon, "other", {1: State.AVAILABLE}), what="model added by a config edit")
 
-        write_config(config, [entry, other])  # add a model
-        wait_for(states_are(daemon, "other", {1: State.AVAILABLE}), what="model added by a config edit")
+            config.write_text('{"model_config_list": [ {"config": {"name": "live", "base_path": 3}} ]')  # invalid
+            wait_for(
+                lambda: "rejected, keeps serving generation" in daemon.log(), what="invalid config seen and rejected"
+            )
+            assert daemon.states("other") == {1: State.AVAILABLE}, "an invalid config changes nothing"
+            assert daemon.states("live")[2] == State.AVAILABLE
 
-        config.write_text('{"model_config_list": [ {"config": {"name": "live", "base_path": 3}} ]')  # invalid
-        wait_for(lambda: "config reload rejected" in daemon.log(), what="invalid config seen and rejected")
-        assert daemon.states("other") == {1: State.AVAILABLE}, "an invalid config changes nothing"
-        assert daemon.states("live")[2] == State.AVAILABLE
-
-        write_config(config, [entry, other])  # restored
-        write_config(config, [entry])  # remove a model
-        wait_for(states_are(daemon, "other", {1: State.END}), what="model removed by a config edit")
-        assert rpc_error(lambda: daemon.predict("other", {"x": np.ones((1, 4), np.float32)})).code() == (
-            grpc.StatusCode.NOT_FOUND
-        )
+            write_config(config, [entry, other])  # restored
+            write_config(config, [entry])  # remove a model
+            wait_for(states_are(daemon, "other", {1: State.END}), what="model removed by a config edit")
+            assert rpc_error(lambda: daemon.predict("other", {"x": np.ones((1, 4), np.float32)})).code() == (
+                grpc.StatusCode.NOT_FOUND
+            )
     assert clients.failures == [], clients.failures[:5]
     assert clients.ok > 50
     assert 3 not in clients.versions_seen, "the corrupt version never serves"

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import grpc
 
 from ovmsd.grpc.errors import grpc_errors
+from ovmsd.grpc.gate import Gate, gated
 from ovmsd.grpc.proto import get_model_status_pb2, model_management_pb2, model_service_pb2_grpc
 from ovmsd.grpc.requests import requested_version
 from ovmsd.serving.manager import ModelManager
@@ -17,10 +18,12 @@ ReloadConfig = Callable[[], tuple[bool, str]]
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, manager: ModelManager, reload_config: ReloadConfig) -> None:
+    def __init__(self, manager: ModelManager, reload_config: ReloadConfig, gate: Gate) -> None:
         self.manager = manager
         self.reload_config = reload_config
+        self.gate = gate
 
+    @gated
     @grpc_errors
     def GetModelStatus(
         self, request: get_model_status_pb2.GetModelStatusRequest, context: grpc.ServicerContext
@@ -35,6 +38,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             entry.status.error_message = status.status_message
         return response
 
+    @gated
     @grpc_errors
     def HandleReloadConfigRequest(
         self, request: model_management_pb2.ReloadConfigRequest, context: grpc.ServicerContext

@@ -1,4 +1,4 @@
-"""Builds the gRPC server with the TF Serving services."""
+"""Builds the gRPC server with the TF Serving services and the standard health service."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
+from ovmsd.grpc.gate import Gate
+from ovmsd.grpc.health import Health
 from ovmsd.grpc.model_service import ModelService, ReloadConfig
 from ovmsd.grpc.prediction_service import PredictionService
 from ovmsd.grpc.proto import model_service_pb2_grpc, prediction_service_pb2_grpc
+from ovmsd.metrics import RequestMetrics
 from ovmsd.serving.manager import ModelManager
 
 
@@ -24,6 +27,9 @@ def build_server(
     port: int,
     workers: int,
     max_message_bytes: int,
+    gate: Gate,
+    health: Health | None = None,
+    metrics: RequestMetrics | None = None,
 ) -> tuple[grpc.Server, int]:
     """A started-ready (not yet started) server and the port it bound (useful with port 0)."""
     options = [
@@ -33,8 +39,11 @@ def build_server(
         ("grpc.so_reuseport", 0),
     ]
     server = grpc.server(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"), options=options)
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(manager), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager, reload_config), server)
+    prediction = PredictionService(manager, gate, metrics)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager, reload_config, gate), server)
+    if health is not None:
+        health.add_to(server)
     host = f"[{bind_address}]" if ":" in bind_address and not bind_address.startswith("[") else bind_address
     try:
         bound = server.add_insecure_port(f"{host}:{port}")

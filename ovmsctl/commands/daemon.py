@@ -1,4 +1,4 @@
-"""``ovmsctl start``: run the daemon. Accepts OVMS's option spellings so OVMS command lines work unchanged."""
+"""``ovmsctl start``, ``stop`` and ``reload``: the daemon's lifecycle. Accepts OVMS's option spellings."""
 
 from __future__ import annotations
 
@@ -9,116 +9,132 @@ from typing import Any
 
 import click
 
-# (canonical ovmsd option, extra spellings accepted here, click type, help)
-SERVER_OPTIONS: list[tuple[str, tuple[str, ...], Any, str]] = [
-    ("--port", ("--grpc-port", "--grpc_port"), int, "gRPC port [default: 9000]."),
-    (
-        "--bind-address",
-        ("--bind_address", "--grpc-bind-address", "--grpc_bind_address"),
-        str,
-        "Address to listen on [default: 127.0.0.1].",
-    ),
-    (
-        "--log-level",
-        ("--log_level",),
-        click.Choice(["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-        "Log level [default: INFO].",
-    ),
-    (
-        "--log-file",
-        ("--log_file", "--log-path", "--log_path"),
-        click.Path(dir_okay=False, path_type=Path),
-        "Log to this file instead of stderr.",
-    ),
-    ("--grpc-workers", ("--grpc_workers",), click.IntRange(1), "gRPC worker threads [default: 16]."),
-    (
-        "--max-message-bytes",
-        ("--max_message_bytes",),
-        click.IntRange(1),
-        "Largest gRPC message accepted [default: 1 GiB].",
-    ),
-    (
-        "--shape-cache-size",
-        ("--shape_cache_size",),
-        click.IntRange(1),
-        "Compiled shapes kept per model version [default: 4].",
-    ),
-    (
-        "--reshape-timeout",
-        ("--reshape_timeout",),
-        click.FloatRange(0, min_open=True),
-        "Seconds a request waits for a reshape [default: 30].",
-    ),
-    (
-        "--cache-dir",
-        ("--cache_dir",),
-        click.Path(file_okay=False, path_type=Path),
-        "OpenVINO model cache for models with allow_cache.",
-    ),
-    (
-        "--drain-timeout",
-        ("--drain_timeout",),
-        click.FloatRange(0),
-        "Seconds to finish in-flight requests on stop [default: 30].",
-    ),
-]
+from ovmsctl import output
+from ovmsctl.control import ControlError, NotRunning, call, remove_stale_files
+from ovmsctl.launch import launch
+from ovmsctl.options import check_model_source, daemon_argv, daemon_options, resolve_state_dir, state_dir_option
+from ovmsctl.processes import terminate
+from ovmsd.statedir import StateDir, is_daemon_process, read_pid
 
-MODEL_OPTIONS: list[tuple[str, tuple[str, ...], str]] = [
-    ("--model-name", ("--model_name",), "Serve one model under this name (instead of --config)."),
-    ("--model-path", ("--model_path",), "The model's base path, holding numeric version directories."),
-    ("--batch-size", ("--batch_size",), "N, -1, MIN:MAX or auto."),
-    ("--shape", (), "auto, (1,3,224,224), or a JSON map of input name to shape."),
-    ("--layout", (), "NCHW, NHWC:NCHW, or a JSON map of input name to layout."),
-    ("--model-version-policy", ("--model_version_policy",), 'JSON, e.g. {"latest": {"num_versions": 2}}.'),
-    ("--nireq", (), "Infer requests in the pool [default: OpenVINO's optimal number]."),
-    ("--target-device", ("--target_device",), "OpenVINO device [default: CPU]."),
-    ("--plugin-config", ("--plugin_config",), 'JSON, e.g. {"PERFORMANCE_HINT": "LATENCY"}.'),
-]
-
-
-def _dest(option: str) -> str:
-    return option.lstrip("-").replace("-", "_")
-
-
-def _daemon_options(func: Any) -> Any:
-    for name, aliases, kind, help_text in reversed(SERVER_OPTIONS):
-        func = click.option(name, *aliases, _dest(name), type=kind, help=help_text)(func)
-    for name, aliases, help_text in reversed(MODEL_OPTIONS):
-        func = click.option(name, *aliases, _dest(name), help=help_text)(func)
-    return func
+EXIT_RELOAD_ERRORS = 4  # the config was applied, but some model versions failed to load
 
 
 @click.command()
-@click.option(
-    "--config",
-    "--config-path",
-    "--config_path",
-    "config",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Model config file (OVMS config.json format, JSON or YAML).",
-)
+@daemon_options
+@state_dir_option
 @click.option("--foreground", is_flag=True, help="Run in the foreground (for systemd and containers).")
-@_daemon_options
-def start(config: Path | None, foreground: bool, **options: Any) -> None:
-    """Start the model server daemon."""
-    model_given = sorted(_dest(n) for n, _, _ in MODEL_OPTIONS if options.get(_dest(n)) is not None)
-    if config is not None and model_given:
-        raise click.UsageError(f"--config cannot be combined with single-model options ({', '.join(model_given)})")
-    if config is None and not {"model_name", "model_path"} <= set(model_given):
-        raise click.UsageError("give --config PATH, or --model-name NAME with --model-path DIR")
-    if not foreground:
-        raise click.UsageError("only --foreground is supported so far: run `ovmsctl start --foreground ...`")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=300.0,
+    show_default=True,
+    help="Seconds to wait for the daemon to be ready (in the background).",
+)
+def start(config: Path | None, state_dir: Path | None, foreground: bool, timeout: float, **options: Any) -> None:
+    """Start the model server daemon: in the background (the default), or in the foreground.
+
+    In the background, waits until gRPC listens and every model's first load is done (successfully or not), then
+    prints the pid, the address and one line per model. Exits 1 when start-up fails, with the reason.
+    """
+    check_model_source(config, options)
+    directory = StateDir(resolve_state_dir(state_dir))
     argv = daemon_argv(config, options)
-    os.execv(sys.executable, [sys.executable, "-m", "ovmsd", *argv])
+    if foreground:
+        os.execv(sys.executable, [sys.executable, "-m", "ovmsd", *argv, "--state-dir", str(directory.path)])
+    _refuse_if_running(directory)
+    try:
+        directory.create()
+    except OSError as exc:
+        raise ControlError(f"cannot use state dir {directory.path}: {exc.strerror or exc}") from exc
+    stale = remove_stale_files(directory)
+    if stale is not None:
+        click.echo(f"removed stale pidfile of pid {stale} (not running)")
+    result = launch(argv, directory, timeout)
+    if result.outcome == "ready":
+        report = call(directory, "status")
+        click.echo("\n".join(output.started(report, str(options.get("log_file") or directory.logfile))))
+        return
+    if result.outcome == "timeout":
+        raise ControlError(
+            f"ovmsd (pid {result.pid}) is not ready after {timeout:g} s; it goes on starting in the background: "
+            f"`ovmsctl status` shows its progress, `ovmsctl stop` stops it"
+        )
+    status = f" (exit status {result.exit_code})" if result.exit_code is not None else ""
+    if result.outcome == "failed":
+        raise ControlError(f"ovmsd did not start{status}: {result.reason}")
+    raise ControlError(f"ovmsd exited during start-up{status}; last lines of {directory.logfile}:\n{result.reason}")
 
 
-def daemon_argv(config: Path | None, options: dict[str, Any]) -> list[str]:
-    """The canonical ``python -m ovmsd`` command line for these options."""
-    argv: list[str] = []
-    if config is not None:
-        argv += ["--config", str(config.resolve())]
-    for name, *_ in [*SERVER_OPTIONS, *MODEL_OPTIONS]:
-        value = options.get(_dest(name))
-        if value is not None:
-            argv += [name, str(value)]
-    return argv
+def _refuse_if_running(directory: StateDir) -> None:
+    try:
+        report = call(directory, "status")
+    except NotRunning:
+        return
+    raise ControlError(
+        f"ovmsd is already running for state dir {directory.path} (pid {report['pid']}, gRPC on {report['address']})"
+    )
+
+
+@click.command()
+@state_dir_option
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for a graceful stop before SIGKILL.",
+)
+def stop(state_dir: Path | None, timeout: float) -> None:
+    """Stop the daemon: SIGTERM (refuse new requests, finish those in flight, exit), SIGKILL after --timeout.
+
+    Exits 0 when it stopped or was not running.
+    """
+    directory = StateDir(resolve_state_dir(state_dir))
+    pid = _running_pid(directory)
+    if pid is None:
+        stale = remove_stale_files(directory)
+        note = f"; removed the stale pidfile of pid {stale}" if stale is not None else ""
+        click.echo(f"ovmsd is not running (state dir {directory.path}){note}")
+        return
+    click.echo(f"stopping ovmsd (pid {pid})...")
+    result = terminate(pid, timeout)
+    if not result.exited:
+        raise ControlError(f"ovmsd (pid {pid}) is still there after SIGKILL")
+    remove_stale_files(directory)
+    if result.killed:
+        click.echo(f"ovmsd (pid {pid}) did not stop within {timeout:g} s: killed it (SIGKILL)")
+    else:
+        click.echo(f"ovmsd (pid {pid}) stopped in {result.seconds:.1f} s")
+
+
+def _running_pid(directory: StateDir) -> int | None:
+    """The daemon's pid: from its own answer, else from the pidfile when that process still runs ovmsd."""
+    try:
+        return int(call(directory, "status")["pid"])
+    except NotRunning:
+        return None
+    except ControlError:
+        pid = read_pid(directory.pidfile)
+        return pid if pid is not None and is_daemon_process(pid) else None
+
+
+@click.command()
+@state_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print the daemon's answer as JSON.")
+def reload(state_dir: Path | None, as_json: bool) -> None:
+    """Re-read the config file now and apply it; print what happened to each model.
+
+    Exits 0 when applied, 1 when the config was rejected (nothing changed), 4 when it was applied but some model
+    versions failed to load, 3 when the daemon is not running.
+    """
+    directory = StateDir(resolve_state_dir(state_dir))
+    answer = call(directory, "reload", timeout=None)
+    result = answer["reload"]
+    if as_json:
+        click.echo(output.to_json(result))
+    else:
+        click.echo("\n".join(output.reloaded(result)))
+    if result["outcome"] == "rejected":
+        click.get_current_context().exit(1)
+    if result["outcome"] == "applied_with_errors":
+        click.get_current_context().exit(EXIT_RELOAD_ERRORS)

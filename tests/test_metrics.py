@@ -1,0 +1,156 @@
+"""Prometheus metrics on --metrics-port and the standard gRPC health service, against a real daemon."""
+
+from __future__ import annotations
+
+import signal
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.ctl import wait_until
+from tests.support.daemon import Daemon, free_port, predict_request, rpc_error, write_config
+from tests.support.models import save, scale_model
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    root = tmp_path_factory.mktemp("metrics")
+    save(scale_model([1, 4]), root / "scale", 1)
+    save(scale_model([1, 4]), root / "auto", 1)
+    (root / "broken" / "1").mkdir(parents=True)
+    (root / "broken" / "1" / "model.onnx").write_bytes(b"not a model")
+    config = write_config(
+        root / "config.json",
+        [
+            {"name": "scale", "base_path": str(root / "scale")},
+            {"name": "auto", "base_path": str(root / "auto"), "batch_size": "auto"},
+            {"name": "broken", "base_path": str(root / "broken")},
+        ],
+    )
+    metrics_port = free_port()
+    args = ["--config", str(config), "--metrics-port", str(metrics_port), "--file-system-poll-wait-seconds", "0"]
+    with Daemon(args, root / "daemon.log") as d:
+        d.wait_available("scale", "auto")
+        d.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"  # type: ignore[attr-defined]
+        yield d
+        assert d.stop() == 0, d.log()
+
+
+def scrape(daemon: Daemon) -> Samples:
+    with urllib.request.urlopen(daemon.metrics_url, timeout=10) as response:  # type: ignore[attr-defined]
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = response.read().decode()
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def value(samples: Samples, metric: str, /, **labels: str) -> float:
+    return samples.get((metric, tuple(sorted(labels.items()))), 0.0)
+
+
+REQUEST = {"api": "TensorFlowServing", "interface": "gRPC", "method": "Predict"}
+
+
+def delta(before: Samples, after: Samples) -> Callable[..., float]:
+    def moved(metric: str, /, **labels: str) -> float:
+        return value(after, metric, **labels) - value(before, metric, **labels)
+
+    return moved
+
+
+def test_request_counters_and_histograms_move(daemon: Daemon) -> None:
+    before = scrape(daemon)
+    for _ in range(5):
+        daemon.predict("scale", {"x": np.ones((1, 4), np.float32)})
+    rpc_error(lambda: daemon.predict("scale", {"x": np.ones((1, 5), np.float32)}))  # wrong shape: a failure
+    rpc_error(lambda: daemon.predict("nope", {"x": np.ones((1, 4), np.float32)}))  # unknown model: no series
+    after = scrape(daemon)
+    moved = delta(before, after)
+    labels = {"name": "scale", "version": "1"}
+    assert moved("ovms_requests_success_total", **labels, **REQUEST) == 5
+    assert moved("ovms_requests_fail_total", **labels, **REQUEST) == 1
+    time_labels = {**labels, "api": "TensorFlowServing", "interface": "gRPC"}
+    assert moved("ovms_request_time_us_count", **time_labels) == 6
+    assert moved("ovms_request_time_us_sum", **time_labels) > 0
+    assert moved("ovms_inference_time_us_count", **labels) == 5
+    assert value(after, "ovms_inference_time_us_bucket", **labels, le="+Inf") == value(
+        after, "ovms_inference_time_us_count", **labels
+    )
+    assert value(after, "ovms_current_requests", **labels) == 0
+    assert not any(labels_ for (_, labels_) in after if ("name", "nope") in labels_)
+
+
+def test_metadata_requests_are_counted(daemon: Daemon) -> None:
+    before = scrape(daemon)
+    daemon.metadata("scale")
+    labels = {"name": "scale", "version": "1", **REQUEST, "method": "GetModelMetadata"}
+    assert delta(before, scrape(daemon))("ovms_requests_success_total", **labels) == 1
+
+
+def test_reshape_compiles_and_shape_cache_hits(daemon: Daemon) -> None:
+    before = scrape(daemon)
+    for _ in range(3):
+        daemon.predict("auto", {"x": np.ones((2, 4), np.float32)})
+    moved = delta(before, scrape(daemon))
+    assert moved("ovmsctl_reshape_compiles_total", name="auto", version="1") == 1
+    assert moved("ovmsctl_shape_cache_hits_total", name="auto", version="1") == 2
+    assert value(scrape(daemon), "ovmsctl_compiled_shapes", name="auto", version="1") == 2
+
+
+def test_version_loads_and_reloads_by_outcome(daemon: Daemon) -> None:
+    samples = scrape(daemon)
+    assert value(samples, "ovmsctl_version_loads_total", name="scale", outcome="success") == 1
+    assert value(samples, "ovmsctl_version_loads_total", name="broken", outcome="failure") == 1
+    assert value(samples, "ovmsctl_version_load_seconds_count", name="scale") == 1
+    assert value(samples, "ovmsctl_version_load_seconds_sum", name="scale") > 0
+    generation = value(samples, "ovmsctl_config_generation")
+    reloads = sum(value(samples, "ovmsctl_config_reloads_total", outcome=o) for o in ("applied", "applied_with_errors"))
+
+    daemon.process.send_signal(signal.SIGHUP)
+    wait_until(lambda: value(scrape(daemon), "ovmsctl_config_generation") == generation + 1, 30, "reload applied")
+    after = scrape(daemon)
+    # "broken" still fails on the same files: the reload is applied, with errors
+    assert (
+        value(after, "ovmsctl_config_reloads_total", outcome="applied_with_errors")
+        + value(after, "ovmsctl_config_reloads_total", outcome="applied")
+        == reloads + 1
+    )
+    assert value(after, "ovmsctl_config_reloads_total", outcome="rejected") == 0
+
+
+def test_health_overall_and_per_model(daemon: Daemon) -> None:
+    stub = health_pb2_grpc.HealthStub(daemon.channel)
+
+    def check(service: str) -> int:
+        return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
+
+    serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+    assert check("") == serving
+    assert check("tensorflow.serving.PredictionService") == serving
+    assert check("scale") == serving
+    assert check("broken") == not_serving
+    error = rpc_error(lambda: check("nope"))
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    watch = stub.Watch(health_pb2.HealthCheckRequest(service="scale"), timeout=10)
+    assert next(watch).status == serving
+    watch.cancel()
+
+
+def test_metrics_are_off_by_default(tmp_path: Path) -> None:
+    save(scale_model([1, 4]), tmp_path / "scale", 1)
+    with Daemon(["--model-name", "scale", "--model-path", str(tmp_path / "scale")], tmp_path / "d.log") as d:
+        d.wait_available("scale")
+        assert "metrics on" not in d.log()
+        request = predict_request("scale", {"x": np.ones((1, 4), np.float32)})
+        assert d.prediction.Predict(request, timeout=10).outputs["y"].tensor_content
