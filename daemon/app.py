@@ -76,11 +76,11 @@ class Daemon:
             config_path=str(settings.config_path.resolve()) if settings.config_path else None,
             state_dir=str(settings.state_dir.resolve()) if settings.state_dir else None,
         )
-        self.health = Health(self.manager.models)
+        self.health = Health(self.manager.snapshot)
         self.gate = Gate()
         self.metrics: Metrics | None = None
         if settings.metrics_port is not None:
-            self.metrics = Metrics(self.manager.models, lambda: self.state.generation)
+            self.metrics = Metrics(self.manager.snapshot, lambda: self.state.generation)
             self.loader.observers.append(self.metrics.version_loaded)
         self.notifier = Notifier()
         self.ready_pipe = ReadyPipe(settings.ready_fd)
@@ -153,11 +153,11 @@ class Daemon:
     # -- reports ---------------------------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        return status_report(self.state, self.manager.models(), self.loader.last_seconds)
+        return status_report(self.state, self.manager.snapshot(), self.loader.last_seconds)
 
     def summary(self) -> str:
         """A short line for systemd's STATUS=."""
-        return serving_summary(self.state, self.manager.models())
+        return serving_summary(self.state, self.manager.snapshot())
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,7 +28,7 @@ from ovmsd.status import State
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
-    from ovmsd.serving.manager import ServedModel
+    from ovmsd.status import ModelSnapshot
 
 API = "TensorFlowServing"
 INTERFACE = "gRPC"
@@ -36,7 +36,7 @@ INTERFACE = "gRPC"
 MICROSECOND_BUCKETS = tuple(float(int(10 * 1.8**i)) for i in range(33))
 LOAD_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
-Models = Callable[[], Mapping[str, "ServedModel"]]
+Models = Callable[[], Iterable["ModelSnapshot"]]
 
 disable_created_metrics()  # no *_created series next to every counter
 
@@ -124,21 +124,19 @@ class ServingCollector(Collector):
             "ovmsctl_shape_cache_evictions", "Compiled shape variants dropped from the cache.", labels=labels
         )
         shapes = GaugeMetricFamily("ovmsctl_compiled_shapes", "Compiled shape variants kept.", labels=labels)
-        for name, served in self._models().items():
-            for number, version in list(served.versions.items()):  # a snapshot: loads add versions meanwhile
-                if version.state == State.END:
+        for model in self._models():
+            for version in model.versions:
+                if version.status.state == State.END:
                     continue
-                values = [name, str(number)]
+                values = [model.name, str(version.status.version)]
                 current.add_metric(values, version.in_flight)
-                instance = version.instance
-                if instance is None:
+                if version.cache is None:
                     continue
-                info = instance.info()
-                compiles.add_metric(values, info.stats.compiles)
-                failures.add_metric(values, info.stats.failures)
-                hits.add_metric(values, info.stats.hits)
-                evictions.add_metric(values, info.stats.evictions)
-                shapes.add_metric(values, len(info.compiled_shapes))
+                compiles.add_metric(values, version.cache.compiles)
+                failures.add_metric(values, version.cache.failures)
+                hits.add_metric(values, version.cache.hits)
+                evictions.add_metric(values, version.cache.evictions)
+                shapes.add_metric(values, len(version.compiled_shapes))
         yield from (current, compiles, failures, hits, evictions, shapes)
         yield GaugeMetricFamily(
             "ovmsctl_config_generation", "Live config generation (1 after start-up, +1 per applied reload).",

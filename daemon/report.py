@@ -7,13 +7,13 @@ fields freely, never rename or remove one without raising ``FORMAT``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ovmsd.serving.manager import ModelOutcome, ServedModel
-    from ovmsd.serving.servable import ModelVersion
+    from ovmsd.serving.manager import ModelOutcome
+    from ovmsd.status import ModelSnapshot, VersionSnapshot
 
 FORMAT = 1
 
@@ -87,14 +87,14 @@ def summarize(outcomes: Iterable[ModelOutcome]) -> str:
     return "; ".join(parts) or "no models"
 
 
-def serving_summary(state: DaemonState, models: Mapping[str, ServedModel]) -> str:
+def serving_summary(state: DaemonState, models: Iterable[ModelSnapshot]) -> str:
     """A short line for systemd's STATUS=: ``serving 2/3 models on 127.0.0.1:9000 (config generation 4)``."""
-    configured = [m for m in models.values() if m.config is not None]
-    serving = sum(1 for m in configured if m.default_version() is not None)
+    configured = [m for m in models if m.configured]
+    serving = sum(1 for m in configured if m.serving)
     return f"serving {serving}/{len(configured)} models on {state.address} (config generation {state.generation})"
 
 
-def status_report(state: DaemonState, models: Mapping[str, ServedModel], load_seconds: LoadSeconds) -> dict[str, Any]:
+def status_report(state: DaemonState, models: Iterable[ModelSnapshot], load_seconds: LoadSeconds) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "pid": state.pid,
@@ -107,24 +107,24 @@ def status_report(state: DaemonState, models: Mapping[str, ServedModel], load_se
         "config_path": state.config_path,
         "config_generation": state.generation,
         "last_reload": state.last_reload.to_dict() if state.last_reload else None,
-        "models": [model_report(name, served, load_seconds) for name, served in sorted(models.items())],
+        "models": [model_report(model, load_seconds) for model in models],
     }
 
 
-def model_report(name: str, served: ServedModel, load_seconds: LoadSeconds) -> dict[str, Any]:
-    config = served.config
+def model_report(model: ModelSnapshot, load_seconds: LoadSeconds) -> dict[str, Any]:
     return {
-        "name": name,
-        "configured": config is not None,
-        "base_path": str(config.base_path) if config is not None else None,
-        "problem": served.problem,
-        "versions": [version_report(v, load_seconds) for _, v in sorted(list(served.versions.items()))],
+        "name": model.name,
+        "configured": model.configured,
+        "base_path": model.base_path,
+        "problem": model.problem,
+        "versions": [version_report(v, load_seconds) for v in model.versions],
     }
 
 
-def version_report(version: ModelVersion, load_seconds: LoadSeconds) -> dict[str, Any]:
-    status = version.status()
-    report: dict[str, Any] = {
+def version_report(version: VersionSnapshot, load_seconds: LoadSeconds) -> dict[str, Any]:
+    status = version.status
+    cache = version.cache
+    return {
         "version": status.version,
         "state": status.state.name,
         "error_code": status.error_code.name,
@@ -132,20 +132,9 @@ def version_report(version: ModelVersion, load_seconds: LoadSeconds) -> dict[str
         "since": status.since,
         "in_flight": version.in_flight,
         "load_seconds": load_seconds(status.model, status.version),
-        "compiled_shapes": [],
-        "nireq": None,
-        "shape_cache": None,
+        "compiled_shapes": list(version.compiled_shapes),
+        "nireq": version.nireq,
+        "shape_cache": None
+        if cache is None
+        else {"compiles": cache.compiles, "hits": cache.hits, "evictions": cache.evictions, "failures": cache.failures},
     }
-    instance = version.instance
-    if instance is not None:
-        info = instance.info()
-        stats = info.stats
-        report["compiled_shapes"] = info.compiled_shapes
-        report["nireq"] = info.nireq
-        report["shape_cache"] = {
-            "compiles": stats.compiles,
-            "hits": stats.hits,
-            "evictions": stats.evictions,
-            "failures": stats.failures,
-        }
-    return report

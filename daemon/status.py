@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from ovmsd.serving.shape_cache import CacheStats
+
 
 class State(IntEnum):
     START = 10
@@ -39,3 +41,30 @@ class VersionStatus:
     def status_message(self) -> str:
         """TF Serving reports ``OK`` when a version has no error."""
         return self.error_message or "OK"
+
+
+@dataclass(frozen=True)
+class VersionSnapshot:
+    """Everything status reports show about one version, read at one moment."""
+
+    status: VersionStatus
+    in_flight: int
+    compiled_shapes: tuple[dict[str, str], ...] = ()
+    nireq: int | None = None
+    cache: CacheStats | None = None  # a copy: counters as they were when the snapshot was taken
+
+
+@dataclass(frozen=True)
+class ModelSnapshot:
+    name: str
+    base_path: str | None  # None once the model was removed from the config (its versions stay listed)
+    problem: str
+    versions: tuple[VersionSnapshot, ...]
+
+    @property
+    def configured(self) -> bool:
+        return self.base_path is not None
+
+    @property
+    def serving(self) -> bool:
+        return self.configured and any(v.status.state == State.AVAILABLE for v in self.versions)

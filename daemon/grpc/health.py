@@ -8,16 +8,14 @@ or removed from the config). Unknown names answer NOT_FOUND, as the protocol say
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from ovmsd.status import State
-
 if TYPE_CHECKING:
-    from ovmsd.serving.manager import ServedModel
+    from ovmsd.status import ModelSnapshot
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -25,7 +23,7 @@ SERVER_SERVICES = ("", "tensorflow.serving.PredictionService", "tensorflow.servi
 
 
 class Health:
-    def __init__(self, models: Callable[[], Mapping[str, ServedModel]]) -> None:
+    def __init__(self, models: Callable[[], Iterable[ModelSnapshot]]) -> None:
         self._models = models
         self.servicer = health.HealthServicer()
         self._known: dict[str, int] = {}
@@ -41,10 +39,8 @@ class Health:
 
     def refresh(self) -> None:
         """Bring the per-model statuses up to date (cheap: only changes reach the servicer)."""
-        for name, served in self._models().items():
-            versions = list(served.versions.values())  # a snapshot: loads add versions meanwhile
-            available = served.config is not None and any(v.state == State.AVAILABLE for v in versions)
-            self._set(name, SERVING if available else NOT_SERVING)
+        for model in self._models():
+            self._set(model.name, SERVING if model.serving else NOT_SERVING)
 
     def stopping(self) -> None:
         """Everything NOT_SERVING from now on (load balancers stop sending before the port closes)."""

@@ -21,7 +21,7 @@ from ovmsd.errors import ErrorKind, ModelLoadError, ServingError
 from ovmsd.repository import ModelFileError, find_model_file, fingerprint, is_settled, list_versions, read_path
 from ovmsd.serving.instance import ModelInstance
 from ovmsd.serving.servable import ModelVersion
-from ovmsd.status import ErrorCode, State, VersionStatus
+from ovmsd.status import ErrorCode, ModelSnapshot, State, VersionStatus
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,6 @@ class ModelManager:
         self._load_instance = load_instance
         self._drain_timeout = drain_timeout_s
         self._settle_s = settle_s
-        self.loads = 0
-        self.load_failures = 0
-        self.last_load_seconds = 0.0
         self._models: dict[str, ServedModel] = {}
         self._lock = threading.Lock()  # guards the dictionaries; held briefly
         self._reconcile_lock = threading.Lock()  # one lifecycle change at a time
@@ -176,11 +173,9 @@ class ModelManager:
         version.fingerprint = current
         if not live:
             version.set_state(State.LOADING)
-        started = time.perf_counter()
         try:
             instance = self._load_instance(read_path(find_model_file(path)), config, number)
         except (ModelLoadError, ModelFileError, OSError) as exc:
-            self.load_failures += 1
             if live:
                 log.error(
                     "model %s version %d: reload failed, keeps serving the loaded one: %s", config.name, number, exc
@@ -188,8 +183,6 @@ class ModelManager:
             else:
                 version.set_state(State.LOADING, ErrorCode.UNKNOWN, str(exc))
             return LoadResult(usable=live, error=str(exc))
-        self.loads += 1
-        self.last_load_seconds = time.perf_counter() - started
         previous = version.make_available(instance)
         if previous is not None:
             previous.close()
@@ -264,13 +257,28 @@ class ModelManager:
                 return [served.versions[version].status()]
             return [v.status() for _, v in sorted(served.versions.items())]
 
-    def models(self) -> dict[str, ServedModel]:
+    def snapshot(self) -> list[ModelSnapshot]:
+        """Every model and version as they are now, for status reports, health and metrics (sorted by name)."""
         with self._lock:
-            return dict(self._models)
+            models = [
+                (name, served.config, served.problem, list(served.versions.values()))
+                for name, served in self._models.items()
+            ]
+        return [
+            ModelSnapshot(
+                name=name,
+                base_path=str(config.base_path) if config is not None else None,
+                problem=problem,
+                versions=tuple(v.snapshot() for v in sorted(versions, key=lambda v: v.version)),
+            )
+            for name, config, problem, versions in sorted(models, key=lambda m: m[0])
+        ]
 
     def shutdown(self) -> None:
         with self._reconcile_lock:
-            for served in self.models().values():
+            with self._lock:
+                models = list(self._models.values())
+            for served in models:
                 self._retire_model(served)
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ovmsd.status import ErrorCode, State, VersionStatus
+from ovmsd.status import ErrorCode, State, VersionSnapshot, VersionStatus
 
 if TYPE_CHECKING:
     from ovmsd.serving.instance import ModelInstance
@@ -40,6 +41,14 @@ class ModelVersion:
 
     def status(self) -> VersionStatus:
         return self._status
+
+    def snapshot(self) -> VersionSnapshot:
+        with self._cond:
+            status, in_flight, instance = self._status, self._in_flight, self.instance
+        if instance is None:
+            return VersionSnapshot(status, in_flight)
+        info = instance.info()
+        return VersionSnapshot(status, in_flight, tuple(info.compiled_shapes), info.nireq, replace(info.stats))
 
     def set_state(self, state: State, error_code: ErrorCode = ErrorCode.OK, message: str = "") -> None:
         with self._cond:
