@@ -136,5 +136,11 @@ def version_report(version: VersionSnapshot, load_seconds: LoadSeconds) -> dict[
         "nireq": version.nireq,
         "shape_cache": None
         if cache is None
-        else {"compiles": cache.compiles, "hits": cache.hits, "evictions": cache.evictions, "failures": cache.failures},
+        else {
+            "compiles": cache.compiles,
+            "hits": cache.hits,
+            "evictions": cache.evictions,
+            "failures": cache.failures,
+            "last_compile_ms": round(cache.last_compile_ms, 1),
+        },
     }
