@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_PORT = 9000
+
+
+def default_grpc_workers() -> int:
+    """Twice the usable cores, at least 4. Fewer threads serve small models much faster (less contention for the
+    GIL: 2,940 vs 2,180 requests/s for a tiny model on 2 cores with 4 vs 16 workers, benchmarks/serving.py) while
+    still keeping every OpenVINO stream busy."""
+    return max(4, 2 * len(os.sched_getaffinity(0)))
+
+
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024 * 1024  # 1 GiB, like OVMS
 
 SINGLE_MODEL_OPTIONS = (
@@ -30,7 +40,7 @@ class Settings:
     bind_address: str = "127.0.0.1"
     log_level: str = "INFO"
     log_file: Path | None = None
-    grpc_workers: int = 16
+    grpc_workers: int = field(default_factory=default_grpc_workers)
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     shape_cache_size: int = 4
     reshape_timeout_s: float = 30.0
@@ -53,7 +63,7 @@ def parser() -> argparse.ArgumentParser:
         "--log-level", default="INFO", type=str.upper, choices=["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"]
     )
     p.add_argument("--log-file", type=Path)
-    p.add_argument("--grpc-workers", type=int, default=16)
+    p.add_argument("--grpc-workers", type=int, default=default_grpc_workers())
     p.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES)
     p.add_argument("--shape-cache-size", type=int, default=4)
     p.add_argument("--reshape-timeout", type=float, default=30.0, dest="reshape_timeout_s")

@@ -47,7 +47,7 @@ SERVER_OPTIONS: list[tuple[str, tuple[str, ...], Any, str]] = [
         click.Path(dir_okay=False, path_type=Path),
         "Log to this file instead of stderr (the state dir's ovmsd.log in the background).",
     ),
-    ("--grpc-workers", ("--grpc_workers",), click.IntRange(1), "gRPC worker threads [default: 16]."),
+    ("--grpc-workers", ("--grpc_workers",), click.IntRange(1), "gRPC threads [default: 2 per core, >= 4]."),
     (
         "--max-message-bytes",
         ("--max_message_bytes",),
