@@ -1,0 +1,820 @@
+"""Serving benchmark: the daemon (``python -m ovmsd``, TF Serving gRPC Predict) against in-process OpenVINO on the
+same IR files, in one run.
+
+Models (built with the opset API into a temporary model repository, one model per batch size, f32 weights):
+
+* ``tiny_b1`` / ``tiny_b8``: y = x * 2 on ``x [B,4]`` f32. No compute: a request costs only the serving overhead.
+* ``resnet50_b1`` / ``resnet50_b8``: ResNet-50 v1 topology (see ``common.resnet50_model``), ``images [B,3,224,224]``.
+
+Both sides compile with ``{"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": "f32"}`` (the daemon through
+its config's ``plugin_config``), so the daemon keeps its default THROUGHPUT hint and neither side uses bf16.
+
+Cases, for each model and batch, with 1 and 4 concurrent clients:
+
+* daemon: closed-loop gRPC clients (each its own channel and TCP connection, the request message built once, the
+  response decoded to numpy) as threads of ONE separate client process. The client competes with the daemon for
+  the machine's cores; the numbers include it.
+* in-process, same concurrency: 1 client -> a plain sync ``compiled(x)`` loop; 4 clients -> ``AsyncInferQueue``
+  with 4 jobs (always busy). Both on one ``compiled_model`` with the same plugin config.
+
+Each case warms up, then measures for ``--duration`` seconds (ResNet-50 cases: ``HEAVY_FACTOR`` times longer, warm-up
+too). requests/s and images/s count the work done inside the window, a request straddling an edge by the fraction of
+it inside (``common.window_stats``: no +-1 request quantization for ~1 s requests); latency p50/p99 are over the
+requests completed inside the window. Cases are interleaved (daemon, in-process, daemon, ...) and the whole set is
+repeated ``--repeats`` times; tables show medians across repeats, ratios are medians of per-repeat ratios. CPU time of
+the daemon, the client process and the rest of the machine is recorded for every window.
+
+Memory: a daemon serving only ``resnet50_b1`` vs. a plain OpenVINO process that compiles the same file with the same
+config and creates the same number of infer requests (OPTIMAL_NUMBER_OF_INFER_REQUESTS); VmRSS of each after load and
+after a few inferences on every infer request.
+
+Usage::
+
+    .venv/bin/python benchmarks/serving.py --quick            # smoke run, ~1-2 minutes
+    .venv/bin/python benchmarks/serving.py                    # full run, ~8-10 minutes on 2 cores
+    .venv/bin/python benchmarks/serving.py --models tiny --clients 4 --daemon-arg=--grpc-workers=4
+
+Every process it starts is stopped on exit, on Ctrl-C and on failure (and gets SIGTERM if this process is killed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np
+from common import (
+    REPO,
+    Children,
+    CpuSnapshot,
+    DaemonProcess,
+    count_parameters,
+    fmt,
+    machine_info,
+    median,
+    print_table,
+    proc_status_kib,
+    ratio,
+    resnet50_model,
+    save_ir,
+    sigterm_as_interrupt,
+    tiny_model,
+    window_stats,
+    write_config,
+    write_json,
+)
+
+PLUGIN_CONFIG = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": "f32"}
+DEFAULT_JSON = REPO / "benchmarks" / "results" / "serving.json"
+PREDICT_TIMEOUT_S = 300
+GRPC_OPTIONS = [
+    ("grpc.use_local_subchannel_pool", 1),  # one TCP connection per client, like separate client processes
+    ("grpc.max_send_message_length", 1 << 30),
+    ("grpc.max_receive_message_length", 1 << 30),
+]
+
+# ResNet-50 cases warm up and measure this many times longer (they complete only ~30 images/s on 2 cores).
+HEAVY_FACTOR = 2
+
+# A run is flagged noisy when processes outside the benchmark kept this many cores busy during its window.
+NOISY_CORES = 0.25
+
+# Targets.
+TINY_MIN_RPS = 2000.0
+RESNET_MIN_THROUGHPUT_RATIO = 0.90
+MAX_RSS_RATIO = 1.3
+
+
+@dataclass(frozen=True)
+class Model:
+    family: str  # "tiny" or "resnet50"
+    batch: int
+    input: str
+    output: str
+    shape: tuple[int, ...]
+    path: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.family}_b{self.batch}"
+
+
+def model_specs(families: list[str], batches: list[int]) -> list[Model]:
+    specs = []
+    for family in families:
+        for b in batches:
+            if family == "tiny":
+                specs.append(Model("tiny", b, "x", "y", (b, 4)))
+            elif family == "resnet50":
+                specs.append(Model("resnet50", b, "images", "probs", (b, 3, 224, 224)))
+            else:
+                raise SystemExit(f"unknown model family {family!r} (tiny, resnet50)")
+    return specs
+
+
+def input_data(shape: tuple[int, ...], seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+
+
+# -- client worker process ------------------------------------------------------------------------------------------
+
+
+def run_clients(cmd: dict[str, Any]) -> dict[str, Any]:
+    """Closed-loop Predict clients as threads of this process; returns counts, latencies and CPU of the window."""
+    import grpc
+
+    from ovmsd.grpc.proto import predict_pb2, prediction_service_pb2_grpc
+    from ovmsd.grpc.tensors import numpy_to_tensor, tensor_to_numpy
+
+    clients = int(cmd["clients"])
+    data = input_data(tuple(cmd["shape"]))
+    channels = [grpc.insecure_channel(cmd["address"], options=GRPC_OPTIONS) for _ in range(clients)]
+    try:
+        stubs = [prediction_service_pb2_grpc.PredictionServiceStub(ch) for ch in channels]
+        requests = []
+        for _ in range(clients):
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = cmd["model"]
+            numpy_to_tensor(data, request.inputs[cmd["input"]])
+            requests.append(request)
+        for stub, request in zip(stubs, requests, strict=True):  # connect and check the answer before timing anything
+            out = tensor_to_numpy(stub.Predict(request, timeout=PREDICT_TIMEOUT_S).outputs[cmd["output"]])
+            if cmd.get("check_scale") and not np.allclose(out, data * cmd["check_scale"]):
+                raise AssertionError("wrong answer from the daemon")
+
+        window: dict[str, float] = {}
+        samples: list[list[tuple[float, float]]] = [[] for _ in range(clients)]
+        errors: list[str] = []
+        barrier = threading.Barrier(clients + 1)
+        output_name = cmd["output"]
+
+        def client(i: int) -> None:
+            stub, request, mine = stubs[i], requests[i], samples[i]
+            barrier.wait()
+            end = window["end"]
+            clock = time.perf_counter
+            while True:
+                start = clock()
+                if start >= end:
+                    return
+                try:
+                    response = stub.Predict(request, timeout=PREDICT_TIMEOUT_S)
+                    tensor_to_numpy(response.outputs[output_name])
+                except Exception as exc:  # grpc.RpcError mostly
+                    errors.append(f"{type(exc).__name__}: {exc}"[:500])
+                    return
+                mine.append((start, clock()))
+
+        threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+        for t in threads:
+            t.start()
+        pids = {"daemon": int(cmd["daemon_pid"]), "client": os.getpid()}
+        t0 = time.perf_counter()
+        window["warm_end"] = t0 + float(cmd["warmup"])
+        window["end"] = window["warm_end"] + float(cmd["duration"])
+        barrier.wait()
+        time.sleep(max(0.0, window["warm_end"] - time.perf_counter()))
+        before = CpuSnapshot.take(pids)
+        time.sleep(max(0.0, window["end"] - time.perf_counter()))
+        after = CpuSnapshot.take(pids)
+        for t in threads:
+            t.join()
+    finally:
+        for ch in channels:
+            ch.close()
+    flat = [x for per in samples for x in per]
+    return {
+        **window_stats(flat, window["warm_end"], window["end"]),
+        "per_client_completed": [window_stats(per, window["warm_end"], window["end"])["completed"] for per in samples],
+        "cpu": after.usage_since(before),
+        "errors": errors[:5],
+    }
+
+
+def client_worker() -> int:
+    """``--worker client``: JSON commands on stdin, one JSON result line each on stdout."""
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd.get("op") == "quit":
+            break
+        try:
+            result = run_clients(cmd)
+        except Exception as exc:
+            result = {"fatal": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        sys.stdout.write(json.dumps(result) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+class ClientProcess:
+    def __init__(self, children: Children, log_path: Path) -> None:
+        self.children = children
+        self._log = log_path.open("wb")
+        self.log_path = log_path
+        self.process = children.popen(
+            "clients",
+            [sys.executable, str(Path(__file__).resolve()), "--worker", "client"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+        )
+
+    def run(self, **cmd: Any) -> dict[str, Any]:
+        assert self.process.stdin and self.process.stdout
+        self.process.stdin.write(json.dumps(cmd) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"client process exited ({self.process.poll()}):\n{self.log_path.read_text()[-3000:]}")
+        result = json.loads(line)
+        if "fatal" in result:
+            raise RuntimeError(f"client process failed: {result['fatal']}\n{result.get('traceback', '')}")
+        if result["errors"]:
+            raise RuntimeError(f"Predict failed during {cmd['model']} x{cmd['clients']}: {result['errors']}")
+        return result
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            if self.process.stdin:
+                self.process.stdin.write(json.dumps({"op": "quit"}) + "\n")
+                self.process.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=10)
+        self.children.stop(self.process)
+        self._log.close()
+
+
+# -- memory probe process -------------------------------------------------------------------------------------------
+
+
+def memory_worker(model_path: str, rounds: int) -> int:
+    """``--worker memory``: plain in-process OpenVINO; prints VmRSS after import, after load, after inference."""
+    pid = os.getpid()
+    import openvino as ov
+
+    rss_import = proc_status_kib(pid, "VmRSS")["VmRSS"]
+    core = ov.Core()
+    compiled = core.compile_model(model_path, "CPU", PLUGIN_CONFIG)
+    nireq = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    requests = [compiled.create_infer_request() for _ in range(nireq)]
+    loaded = proc_status_kib(pid, "VmRSS")["VmRSS"]
+    data = input_data(tuple(compiled.inputs[0].get_shape()))
+    for _ in range(rounds):
+        for r in requests:
+            r.start_async([data], share_inputs=True)
+        for r in requests:
+            r.wait()
+    after = proc_status_kib(pid, "VmRSS", "VmHWM", "RssAnon", "RssFile")
+    print(json.dumps({"nireq": nireq, "rss_import_kib": rss_import, "rss_loaded_kib": loaded, "after": after}))
+    return 0
+
+
+# -- in-process baseline --------------------------------------------------------------------------------------------
+
+
+class InProcess:
+    """The same IR compiled in this process with the same plugin config."""
+
+    def __init__(self, core: Any, model: Model) -> None:
+        import openvino as ov
+
+        self.ov = ov
+        self.model = model
+        self.compiled = core.compile_model(model.path, "CPU", PLUGIN_CONFIG)
+        self.nireq = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        self.streams = int(self.compiled.get_property("NUM_STREAMS"))
+        self.data = input_data(model.shape)
+        self._queues: dict[int, Any] = {}
+
+    def queue(self, jobs: int) -> Any:
+        if jobs not in self._queues:
+            self._queues[jobs] = self.ov.AsyncInferQueue(self.compiled, jobs)
+        return self._queues[jobs]
+
+    def prime(self, jobs: list[int]) -> None:
+        self.compiled(self.data)
+        for j in jobs:
+            q = self.queue(j)
+            for _ in range(2 * j):
+                q.start_async(self.data, share_inputs=True)
+            q.wait_all()
+
+    def run(self, concurrency: int, warmup: float, duration: float, watch: dict[str, int]) -> dict[str, Any]:
+        if concurrency == 1:
+            return self._sync(warmup, duration, watch)
+        return self._async(concurrency, warmup, duration, watch)
+
+    def _sync(self, warmup: float, duration: float, watch: dict[str, int]) -> dict[str, Any]:
+        compiled, data, clock = self.compiled, self.data, time.perf_counter
+        t0 = clock()
+        warm_end, end = t0 + warmup, t0 + warmup + duration
+        while clock() < warm_end:
+            compiled(data)
+        before = CpuSnapshot.take(watch)
+        samples = []
+        while True:
+            start = clock()
+            if start >= end:
+                break
+            compiled(data)
+            samples.append((start, clock()))
+        after = CpuSnapshot.take(watch)
+        return self._result("sync compiled(x)", samples, warm_end, end, after.usage_since(before))
+
+    def _async(self, jobs: int, warmup: float, duration: float, watch: dict[str, int]) -> dict[str, Any]:
+        q, data, clock = self.queue(jobs), self.data, time.perf_counter
+        done_at: list[tuple[float, float]] = []
+
+        def callback(request: Any, started: float) -> None:
+            now = clock()
+            done_at.append((started, now))
+
+        q.set_callback(callback)
+        t0 = clock()
+        warm_end, end = t0 + warmup, t0 + warmup + duration
+        before = None
+        while True:
+            q.get_idle_request_id()  # blocks (GIL released) until a job is free: latency starts when it runs
+            now = clock()
+            if before is None and now >= warm_end:
+                before = CpuSnapshot.take(watch)
+            if now >= end:
+                break
+            q.start_async(data, userdata=now, share_inputs=True)
+        after = CpuSnapshot.take(watch)
+        q.wait_all()
+        cpu = after.usage_since(before) if before is not None else {}
+        return self._result(f"AsyncInferQueue({jobs})", done_at, warm_end, end, cpu)
+
+    def _result(
+        self, mode: str, samples: list[tuple[float, float]], start: float, end: float, cpu: dict[str, float]
+    ) -> dict[str, Any]:
+        return {"mode": mode, **window_stats(samples, start, end), "cpu": cpu}
+
+
+# -- orchestration --------------------------------------------------------------------------------------------------
+
+
+def git_state() -> dict[str, Any]:
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    changed = [line for line in git("status", "--short", "daemon").splitlines() if line.strip()]
+    return {"head": git("rev-parse", "--short", "HEAD"), "daemon_uncommitted_files": len(changed)}
+
+
+def row_of(side: str, repeat: int, model: Model, clients: int, raw: dict[str, Any]) -> dict[str, Any]:
+    rps = raw["work"] / raw["window_s"]
+    cpu = raw.get("cpu", {})
+
+    def per_req(key: str) -> float:
+        return cpu.get(key, math.nan) * 1e3 / raw["work"] if raw["work"] else math.nan
+
+    return {
+        "side": side,
+        "repeat": repeat,
+        "model": model.name,
+        "family": model.family,
+        "batch": model.batch,
+        "clients": clients,
+        "mode": raw.get("mode", f"gRPC x{clients} threads, separate client process"),
+        "requests": raw["work"],  # requests' worth of work done inside the window (edges count in part)
+        "completed": raw["completed"],
+        "window_s": raw["window_s"],
+        "req_s": rps,
+        "img_s": rps * model.batch,
+        **{k: v for k, v in raw["latency"].items() if k != "n"},
+        "cpu": cpu,
+        "daemon_cpu_ms_per_req": per_req("daemon_cpu_s"),
+        "client_cpu_ms_per_req": per_req("client_cpu_s"),
+        "inproc_cpu_ms_per_req": per_req("self_cpu_s"),
+        "per_client_completed": raw.get("per_client_completed"),
+    }
+
+
+def summarize(rows: list[dict[str, Any]], models: list[Model], clients_list: list[int]) -> list[dict[str, Any]]:
+    out = []
+    for m in models:
+        for c in clients_list:
+            d = [r for r in rows if r["side"] == "daemon" and r["model"] == m.name and r["clients"] == c]
+            p = [r for r in rows if r["side"] == "in-process" and r["model"] == m.name and r["clients"] == c]
+            if not d and not p:
+                continue
+            paired = {r["repeat"]: r for r in p}
+            thr_ratios = [ratio(r["req_s"], paired[r["repeat"]]["req_s"]) for r in d if r["repeat"] in paired]
+            p50_ratios = [ratio(r["p50_ms"], paired[r["repeat"]]["p50_ms"]) for r in d if r["repeat"] in paired]
+
+            def med(rs: list[dict[str, Any]], key: str) -> float:
+                return median(r[key] for r in rs)
+
+            out.append({
+                "model": m.name, "family": m.family, "batch": m.batch, "clients": c, "repeats": len(d),
+                "daemon": {k: med(d, k) for k in ("req_s", "img_s", "p50_ms", "p99_ms", "mean_ms", "requests",
+                                                   "completed", "daemon_cpu_ms_per_req", "client_cpu_ms_per_req")},
+                "in_process": {"mode": p[0]["mode"] if p else None,
+                               **{k: med(p, k) for k in ("req_s", "img_s", "p50_ms", "p99_ms", "mean_ms", "requests",
+                                                          "completed", "inproc_cpu_ms_per_req")}},
+                "throughput_ratio": median(thr_ratios),
+                "p50_ratio": median(p50_ratios),
+                "throughput_ratios": thr_ratios,
+                "other_busy_cores": median(r["cpu"].get("other_busy_cores", math.nan) for r in d + p),
+                "noisy_runs": sum(r["cpu"].get("other_busy_cores", 0.0) > NOISY_CORES for r in d + p),
+                "runs": len(d + p),
+                "steal_cores": median(r["cpu"].get("steal_cores", math.nan) for r in d + p),
+            })  # fmt: skip
+    return out
+
+
+def evaluate_targets(summary: list[dict[str, Any]], memory: dict[str, Any] | None) -> list[dict[str, Any]]:
+    targets = []
+
+    def find(model: str, clients: int) -> dict[str, Any] | None:
+        return next((s for s in summary if s["model"] == model and s["clients"] == clients), None)
+
+    tiny = find("tiny_b1", 4)
+    targets.append({
+        "target": f"tiny model (batch 1), 4 clients: >= {TINY_MIN_RPS:,.0f} requests/s (client included)",
+        "measured": None if tiny is None else tiny["daemon"]["req_s"], "unit": "req/s",
+        "status": "N/A" if tiny is None else ("PASS" if tiny["daemon"]["req_s"] >= TINY_MIN_RPS else "MISS"),
+    })  # fmt: skip
+    for name in ("resnet50_b1", "resnet50_b8"):
+        s = find(name, 4)
+        targets.append({
+            "target": f"{name}, 4 clients: daemon throughput >= {RESNET_MIN_THROUGHPUT_RATIO:.0%} of in-process "
+            "AsyncInferQueue(4)",
+            "measured": None if s is None else s["throughput_ratio"], "unit": "ratio",
+            "status": "N/A" if s is None or math.isnan(s["throughput_ratio"])
+            else ("PASS" if s["throughput_ratio"] >= RESNET_MIN_THROUGHPUT_RATIO else "MISS"),
+        })  # fmt: skip
+    rss = None if memory is None else memory["medians"].get("rss_ratio_after_inference")
+    targets.append({
+        "target": f"daemon RSS (resnet50_b1 loaded, after inference) <= {MAX_RSS_RATIO}x in-process",
+        "measured": rss, "unit": "ratio",
+        "status": "N/A" if rss is None or math.isnan(rss) else ("PASS" if rss <= MAX_RSS_RATIO else "MISS"),
+    })  # fmt: skip
+    return targets
+
+
+def measure_memory(
+    children: Children,
+    clients_proc: ClientProcess,
+    model: Model,
+    tmp: Path,
+    repeats: int,
+    daemon_args: list[str],
+    tiny: Model | None,
+    concurrency: int,
+) -> dict[str, Any]:
+    """Daemon serving only ``model`` vs. a plain OpenVINO process with the same compiled model and infer requests."""
+    runs = []
+    config = write_config(
+        tmp / f"memory-{model.name}.json",
+        [{"name": model.name, "base_path": str(Path(model.path).parent.parent), "plugin_config": PLUGIN_CONFIG}],
+    )
+    for i in range(repeats):
+        daemon = DaemonProcess(children, config, tmp / f"memory-daemon-{i}.log", daemon_args, label="memory-daemon")
+        try:
+            daemon.wait_available([model.name])
+            time.sleep(0.5)
+            loaded = proc_status_kib(daemon.pid, "VmRSS")["VmRSS"]
+            clients_proc.run(
+                address=daemon.address, daemon_pid=daemon.pid, model=model.name, input=model.input,
+                output=model.output, shape=list(model.shape), clients=concurrency, warmup=0.0, duration=2.0,
+            )  # fmt: skip
+            after = proc_status_kib(daemon.pid, "VmRSS", "VmHWM", "RssAnon", "RssFile")
+        finally:
+            daemon.stop()
+        probe = children.popen(
+            "memory-probe",
+            [sys.executable, str(Path(__file__).resolve()), "--worker", "memory", "--model-path", model.path],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        out, err = probe.communicate(timeout=300)
+        children.stop(probe)
+        if probe.returncode != 0:
+            raise RuntimeError(f"memory probe failed ({probe.returncode}):\n{err[-3000:]}")
+        inproc = json.loads(out.strip().splitlines()[-1])
+        runs.append({
+            "daemon_rss_loaded_kib": loaded, "daemon_after": after,
+            "inproc_rss_import_kib": inproc["rss_import_kib"], "inproc_rss_loaded_kib": inproc["rss_loaded_kib"],
+            "inproc_after": inproc["after"], "nireq": inproc["nireq"],
+            "rss_ratio_loaded": ratio(loaded, inproc["rss_loaded_kib"]),
+            "rss_ratio_after_inference": ratio(after["VmRSS"], inproc["after"]["VmRSS"]),
+        })  # fmt: skip
+        print(
+            f"  memory {i + 1}/{repeats}: daemon {after['VmRSS'] / 1024:.0f} MiB, in-process "
+            f"{inproc['after']['VmRSS'] / 1024:.0f} MiB (after inference, nireq {inproc['nireq']})",
+            flush=True,
+        )
+    baseline = None
+    if tiny is not None:  # the daemon's fixed cost: the same daemon serving only a model with no weights
+        cfg = write_config(
+            tmp / "memory-tiny.json",
+            [{"name": tiny.name, "base_path": str(Path(tiny.path).parent.parent), "plugin_config": PLUGIN_CONFIG}],
+        )
+        daemon = DaemonProcess(children, cfg, tmp / "memory-daemon-tiny.log", daemon_args, label="memory-daemon")
+        try:
+            daemon.wait_available([tiny.name])
+            time.sleep(0.5)
+            baseline = proc_status_kib(daemon.pid, "VmRSS")["VmRSS"]
+        finally:
+            daemon.stop()
+
+    def med(key: str, sub: str | None = None) -> float:
+        return median((r[key][sub] if sub else r[key]) for r in runs)
+
+    return {
+        "model": model.name,
+        "concurrency": concurrency,
+        "runs": runs,
+        "daemon_tiny_only_rss_kib": baseline,
+        "medians": {
+            "daemon_rss_loaded_mib": med("daemon_rss_loaded_kib") / 1024,
+            "daemon_rss_after_mib": med("daemon_after", "VmRSS") / 1024,
+            "daemon_hwm_mib": med("daemon_after", "VmHWM") / 1024,
+            "inproc_rss_import_mib": med("inproc_rss_import_kib") / 1024,
+            "inproc_rss_loaded_mib": med("inproc_rss_loaded_kib") / 1024,
+            "inproc_rss_after_mib": med("inproc_after", "VmRSS") / 1024,
+            "inproc_hwm_mib": med("inproc_after", "VmHWM") / 1024,
+            "rss_ratio_loaded": med("rss_ratio_loaded"),
+            "rss_ratio_after_inference": med("rss_ratio_after_inference"),
+        },
+    }
+
+
+def print_results(
+    summary: list[dict[str, Any]], memory: dict[str, Any] | None, targets: list[dict[str, Any]], markdown: bool = False
+) -> None:
+    rows = []
+    for s in summary:
+        d, p = s["daemon"], s["in_process"]
+        rows.append([
+            s["model"], s["batch"], s["clients"],
+            fmt(d["req_s"]), fmt(d["img_s"]), fmt(d["p50_ms"], 2), fmt(d["p99_ms"], 2),
+            p["mode"] or "-", fmt(p["req_s"]), fmt(p["img_s"]), fmt(p["p50_ms"], 2), fmt(p["p99_ms"], 2),
+            fmt(s["throughput_ratio"], 2), fmt(s["p50_ratio"], 2),
+        ])  # fmt: skip
+    print_table(
+        ["model", "batch", "clients", "daemon req/s", "img/s", "p50 ms", "p99 ms",
+         "in-process", "req/s", "img/s", "p50 ms", "p99 ms", "thr d/ip", "p50 d/ip"],
+        rows,
+        markdown=markdown,
+        title=f"Medians of {summary[0]['repeats'] if summary else 0} repeats (daemon clients: threads of one separate "
+        "client process; ratios: medians of per-repeat daemon/in-process)",
+    )  # fmt: skip
+    cpu_rows = [
+        [s["model"], s["clients"], fmt(s["daemon"]["daemon_cpu_ms_per_req"], 3),
+         fmt(s["daemon"]["client_cpu_ms_per_req"], 3), fmt(s["in_process"]["inproc_cpu_ms_per_req"], 3),
+         fmt(s["other_busy_cores"], 2), f"{s.get('noisy_runs', '?')}/{s.get('runs', '?')}", fmt(s["steal_cores"], 2),
+         fmt(s["daemon"]["completed"], 0)]
+        for s in summary
+    ]  # fmt: skip
+    print_table(
+        ["model", "clients", "daemon CPU ms/req", "client CPU ms/req", "in-proc CPU ms/req", "other cores busy",
+         "noisy runs", "steal cores", "daemon n (p99 from)"],
+        cpu_rows,
+        markdown=markdown,
+        title="CPU per request (medians; 'other cores busy': machine load not from the benchmark's processes; "
+        f"noisy: runs with other load > {NOISY_CORES} cores)",
+    )  # fmt: skip
+    if memory is not None:
+        m = memory["medians"]
+        tiny = memory.get("daemon_tiny_only_rss_kib")
+        print_table(
+            ["", "daemon", "in-process", "ratio"],
+            [
+                ["after load (MiB)", fmt(m["daemon_rss_loaded_mib"]), fmt(m["inproc_rss_loaded_mib"]),
+                 fmt(m["rss_ratio_loaded"], 2)],
+                ["after inference (MiB)", fmt(m["daemon_rss_after_mib"]), fmt(m["inproc_rss_after_mib"]),
+                 fmt(m["rss_ratio_after_inference"], 2)],
+                ["peak VmHWM (MiB)", fmt(m["daemon_hwm_mib"]), fmt(m["inproc_hwm_mib"]),
+                 fmt(ratio(m["daemon_hwm_mib"], m["inproc_hwm_mib"]), 2)],
+                ["process base (MiB)", fmt(tiny / 1024 if tiny else math.nan) + " (tiny model only)",
+                 fmt(m["inproc_rss_import_mib"]) + " (import openvino)", ""],
+            ],
+            markdown=markdown,
+        title=f"Memory, VmRSS medians: {memory['model']} (nireq {memory['runs'][0]['nireq']}, "
+            f"{memory['concurrency']} clients)",
+        )  # fmt: skip
+    print_table(
+        ["target", "measured", "status"],
+        [[t["target"], fmt(t["measured"], 2 if t["unit"] == "ratio" else 0), t["status"]] for t in targets],
+        markdown=markdown,
+        title="Targets",
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--repeats", type=int, help="repeats of every case; medians reported (default 3; 1 with --quick)")
+    p.add_argument("--duration", type=float, help="measured seconds per case (default 5; 1 with --quick)")
+    p.add_argument("--warmup", type=float, help="warm-up seconds per case (default 1; 0.3 with --quick)")
+    p.add_argument("--quick", action="store_true", help="short smoke run")
+    p.add_argument(
+        "--json", type=Path, default=DEFAULT_JSON, help="results file (default benchmarks/results/serving.json)"
+    )
+    p.add_argument("--models", default="tiny,resnet50", help="model families (default tiny,resnet50)")
+    p.add_argument("--batches", default="1,8", help="batch sizes (default 1,8)")
+    p.add_argument("--clients", default="1,4", help="concurrent clients per case (default 1,4)")
+    p.add_argument("--no-memory", action="store_true", help="skip the memory comparison")
+    p.add_argument(
+        "--nireq", type=int, help="nireq for the daemon's models in the throughput cases (default: OpenVINO's optimal)"
+    )
+    p.add_argument("--daemon-arg", action="append", default=[], metavar="ARG",
+                   help="extra daemon argument, repeatable (e.g. --daemon-arg=--grpc-workers=4)")  # fmt: skip
+    p.add_argument(
+        "--report", type=Path, metavar="JSON", help="print the tables of an earlier results file; run nothing"
+    )
+    p.add_argument("--markdown", action="store_true", help="print tables as GitHub markdown")
+    p.add_argument("--worker", choices=["client", "memory"], help=argparse.SUPPRESS)
+    p.add_argument("--model-path", help=argparse.SUPPRESS)
+    p.add_argument("--rounds", type=int, default=3, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.repeats = args.repeats or (1 if args.quick else 3)
+    args.duration = args.duration if args.duration is not None else (1.0 if args.quick else 5.0)
+    args.warmup = args.warmup if args.warmup is not None else (0.3 if args.quick else 1.0)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker == "client":
+        return client_worker()
+    if args.worker == "memory":
+        return memory_worker(args.model_path, args.rounds)
+    if args.report is not None:
+        saved = json.loads(args.report.read_text())
+        print_results(saved["medians"], saved.get("memory"), saved["targets"], markdown=args.markdown)
+        return 0
+
+    families = [f.strip() for f in args.models.split(",") if f.strip()]
+    batches = [int(b) for b in args.batches.split(",")]
+    clients_list = [int(c) for c in args.clients.split(",")]
+    models = model_specs(families, batches)
+    machine = machine_info()
+    print(
+        f"machine: {machine['nproc']} CPUs ({machine['cpu_model']}), openvino {machine['openvino']}, "
+        f"grpcio {machine['grpcio']}, protobuf {machine['protobuf']}, "
+        f"load average {' '.join(machine['loadavg_at_start'])}"
+    )
+    print(
+        f"plan: {len(models)} models x clients {clients_list} x (daemon, in-process), {args.repeats} repeats, "
+        f"warm-up {args.warmup:g} s + {args.duration:g} s each (x{HEAVY_FACTOR} for resnet50); "
+        f"plugin_config {PLUGIN_CONFIG}; "
+        f"daemon args {args.daemon_arg or 'default'}, nireq {args.nireq or 'default'}",
+        flush=True,
+    )
+    results: dict[str, Any] = {
+        "benchmark": "serving",
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "status": "running",
+        "args": {k: v for k, v in vars(args).items() if k not in ("worker", "model_path", "rounds")},
+        "git": git_state(),
+        "machine": machine,
+        "setup": {
+            "plugin_config": PLUGIN_CONFIG,
+            "daemon_clients": "threads of one separate client process, one gRPC channel (TCP connection) each, "
+            "request message built once, response decoded with tensor_to_numpy",
+            "in_process": "1 client: sync compiled(x) loop; N clients: AsyncInferQueue(N), same compiled model",
+            "daemon_args": args.daemon_arg,
+            "daemon_nireq": args.nireq or "OPTIMAL_NUMBER_OF_INFER_REQUESTS",
+        },
+        "runs": [],
+    }
+    started = time.monotonic()
+    rows: list[dict[str, Any]] = results["runs"]
+    memory = None
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(sigterm_as_interrupt())
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ovmsd-bench-")))
+            children = stack.enter_context(Children())
+            import openvino as ov
+
+            # Models.
+            built = []
+            model_info = {}
+            for m in models:
+                t = time.perf_counter()
+                ov_model = tiny_model(m.batch) if m.family == "tiny" else resnet50_model(m.batch, seed=0)
+                path = save_ir(ov_model, tmp / "models" / m.name, 1)
+                built.append(Model(m.family, m.batch, m.input, m.output, m.shape, str(path)))
+                model_info[m.name] = {
+                    "input": m.input,
+                    "shape": list(m.shape),
+                    "parameters": count_parameters(ov_model),
+                    "build_s": time.perf_counter() - t,
+                }
+            models = built
+            results["setup"]["models"] = model_info
+            config = write_config(
+                tmp / "config.json",
+                [{"name": m.name, "base_path": str(Path(m.path).parent.parent), "plugin_config": PLUGIN_CONFIG,
+                  **({"nireq": args.nireq} if args.nireq else {})}
+                 for m in models],
+            )  # fmt: skip
+
+            # Daemon, client process, in-process models (compiled while the daemon loads).
+            daemon = DaemonProcess(children, config, tmp / "daemon.log", args.daemon_arg)
+            clients_proc = ClientProcess(children, tmp / "clients.log")
+            core = ov.Core()
+            inproc = {m.name: InProcess(core, m) for m in models}
+            load_s = daemon.wait_available([m.name for m in models])
+            for m in models:
+                model_info[m.name].update(nireq=inproc[m.name].nireq, streams=inproc[m.name].streams)
+            print(f"daemon pid {daemon.pid} on {daemon.address}: {len(models)} models available after {load_s:.1f} s; "
+                  f"nireq/streams {[(m.name, inproc[m.name].nireq, inproc[m.name].streams) for m in models]}",
+                  flush=True)  # fmt: skip
+            results["setup"]["daemon_rss_all_models_kib"] = proc_status_kib(daemon.pid, "VmRSS")["VmRSS"]
+
+            def daemon_case(m: Model, c: int, warmup: float, duration: float) -> dict[str, Any]:
+                return clients_proc.run(
+                    address=daemon.address, daemon_pid=daemon.pid, model=m.name, input=m.input, output=m.output,
+                    shape=list(m.shape), clients=c, warmup=warmup, duration=duration,
+                    check_scale=2.0 if m.family == "tiny" else None,
+                )  # fmt: skip
+
+            # Prime: first inferences on every infer request / stream, outside any measurement.
+            for m in models:
+                daemon_case(m, max(clients_list), 0.0, 0.5 if args.quick else 1.5)
+                inproc[m.name].prime([c for c in clients_list if c > 1])
+            watch = {"self": os.getpid(), "daemon": daemon.pid}
+
+            total = args.repeats * len(models) * len(clients_list)
+            done = 0
+            for r in range(args.repeats):
+                for m in models:
+                    for c in clients_list:
+                        secs = args.duration * (HEAVY_FACTOR if m.family == "resnet50" else 1)
+                        warm = args.warmup * (HEAVY_FACTOR if m.family == "resnet50" else 1)
+                        d = row_of("daemon", r, m, c, daemon_case(m, c, warm, secs))
+                        p = row_of("in-process", r, m, c, inproc[m.name].run(c, warm, secs, watch))
+                        rows += [d, p]
+                        done += 1
+                        print(
+                            f"  [{done}/{total}] repeat {r + 1} {m.name:<12} x{c}: daemon {d['req_s']:8.1f} req/s "
+                            f"p50 {d['p50_ms']:8.2f} p99 {d['p99_ms']:8.2f} ms | in-process {p['req_s']:8.1f} req/s "
+                            f"p50 {p['p50_ms']:8.2f} p99 {p['p99_ms']:8.2f} ms "
+                            f"| ratio {ratio(d['req_s'], p['req_s']):.2f} "
+                            f"| other load {d['cpu'].get('other_busy_cores', math.nan):.2f}"
+                            f"/{p['cpu'].get('other_busy_cores', math.nan):.2f} cores",
+                            flush=True,
+                        )
+            results["setup"]["daemon_rss_all_models_after_kib"] = proc_status_kib(daemon.pid, "VmRSS")["VmRSS"]
+            code = daemon.stop()
+            if code != 0:
+                print(f"warning: daemon exited with {code}", file=sys.stderr)
+            inproc.clear()
+
+            # Memory.
+            resnet = next((m for m in models if m.family == "resnet50" and m.batch == 1), None)
+            tiny = next((m for m in models if m.family == "tiny"), None)
+            if resnet is not None and not args.no_memory:
+                print("memory: daemon serving resnet50_b1 only vs. a plain OpenVINO process", flush=True)
+                memory = measure_memory(children, clients_proc, resnet, tmp, args.repeats, args.daemon_arg, tiny,
+                                        max(clients_list))  # fmt: skip
+            results["memory"] = memory
+            clients_proc.stop()
+        results["status"] = "complete"
+    except KeyboardInterrupt:
+        results["status"] = "interrupted"
+        print("\ninterrupted: stopped every process this benchmark started", file=sys.stderr)
+    except Exception as exc:
+        results["status"] = f"failed: {type(exc).__name__}: {exc}"
+        traceback.print_exc()
+    finally:
+        results["elapsed_s"] = time.monotonic() - started
+        summary = summarize(rows, models, clients_list)
+        targets = evaluate_targets(summary, memory)
+        results["medians"] = summary
+        results["targets"] = targets
+        if summary or memory:
+            print_results(summary, memory, targets, markdown=args.markdown)
+        path = write_json(args.json, results)
+        print(f"\n{results['status']} in {results['elapsed_s']:.0f} s; results: {path}")
+    return 0 if results["status"] == "complete" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
