@@ -271,7 +271,7 @@ class Daemon:
             self.reload_if_changed,
             s.config_path.absolute() if s.config_path else None,
             poll_interval_s=s.file_system_poll_wait_s,
-            force_polling=False,
+            force_polling=s.force_polling,
             settle_s=SETTLE_S,
         )
         self.updates.start(config)

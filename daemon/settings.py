@@ -49,6 +49,7 @@ class Settings:
     state_dir: Path | None = None  # pidfile and control socket; None: neither (a bare `python -m ovmsd`)
     metrics_port: int | None = None  # Prometheus /metrics on bind_address; None: off
     file_system_poll_wait_s: float = 1.0  # live updates: rescan interval; 0 turns watching off
+    force_polling: bool = False  # watch by polling (NFS, bind mounts) instead of inotify
     ready_fd: int | None = None  # set by `ovmsctl start`: where to say READY or FAILED (ovmsd.readyfd)
 
 
@@ -77,6 +78,12 @@ def parser() -> argparse.ArgumentParser:
         default=1.0,
         dest="file_system_poll_wait_s",
         help="watch model directories and the config file, rescanning at this interval; 0: off",
+    )
+    p.add_argument(
+        "--poll",
+        action="store_true",
+        dest="force_polling",
+        help="watch by polling instead of inotify (NFS and other file systems whose events go missing)",
     )
     p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     return p

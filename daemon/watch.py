@@ -65,6 +65,8 @@ class ChangeWatcher:
         self.watch(model_dirs, config_file)
         self._observer.start()
         self._thread.start()
+        how = "polling" if isinstance(self._observer, PollingObserver) else "file system events"
+        log.info("watching for changes by %s, rescanning every %g s", how, self._poll_interval)
 
     def watch(self, model_dirs: Iterable[Path], config_file: Path | None) -> None:
         """(Re)point the watches: call after each config change."""

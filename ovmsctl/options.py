@@ -126,6 +126,12 @@ def daemon_options(func: F) -> F:
         func = click.option(name, *aliases, dest(name), type=kind, help=help_text)(func)
     for name, aliases, help_text in reversed(MODEL_OPTIONS):
         func = click.option(name, *aliases, dest(name), help=help_text)(func)
+    func = click.option(
+        "--poll",
+        is_flag=True,
+        default=None,
+        help="Watch by polling instead of inotify (for NFS and other file systems whose events go missing).",
+    )(func)
     return click.option(
         "--config",
         "--config-path",
@@ -157,4 +163,6 @@ def daemon_argv(config: Path | None, options: dict[str, Any]) -> list[str]:
         if name in PATH_OPTIONS and "://" not in str(value):
             value = Path(value).expanduser().absolute()
         argv += [name, str(value)]
+    if options.get("poll"):
+        argv.append("--poll")
     return argv

@@ -292,3 +292,20 @@ def test_config_with_json_written_by_rename_is_seen(layout: dict[str, Path]) -> 
         )
         temporary.replace(config)  # how editors save
         wait_for(states_are(daemon, "b", {1: State.AVAILABLE}), what="model b added")
+
+
+def test_poll_mode_sees_new_versions_and_config_edits(layout: dict[str, Path]) -> None:
+    models, staging, logs = layout["models"], layout["staging"], layout["logs"]
+    base = models / "polled"
+    save(scale_model([1, 4], factor=1.0), base, 1)
+    save(scale_model([1, 4]), models / "extra", 1)
+    entry = {"name": "polled", "base_path": str(base)}
+    config = write_config(logs / "config.json", [entry])
+    args = ["--config", str(config), "--file-system-poll-wait-seconds", "0.5", "--poll"]
+    with Daemon(args, logs / "daemon.log") as daemon:
+        daemon.wait_available("polled")
+        assert "watching for changes by polling" in daemon.log()
+        publish(2.0, base, 2, staging)
+        wait_for(states_are(daemon, "polled", {1: State.END, 2: State.AVAILABLE}), what="v2 seen by polling")
+        write_config(config, [entry, {"name": "extra", "base_path": str(models / "extra")}])
+        wait_for(states_are(daemon, "extra", {1: State.AVAILABLE}), what="config edit seen by polling")
