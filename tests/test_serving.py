@@ -137,8 +137,22 @@ def test_broken_version_is_reported_and_does_not_stop_the_others(daemon: Daemon)
 X = np.ones((1, 4), np.float32)
 
 BAD_REQUESTS = [
-    ("unknown model", "nope", {"x": X}, None, grpc.StatusCode.NOT_FOUND, "Model with requested name is not found"),
-    ("unknown version", "scale", {"x": X}, 7, grpc.StatusCode.NOT_FOUND, "Model with requested version is not found"),
+    (
+        "unknown model",
+        "nope",
+        {"x": X},
+        None,
+        grpc.StatusCode.NOT_FOUND,
+        "Model with requested name is not found - name: nope",
+    ),
+    (
+        "unknown version",
+        "scale",
+        {"x": X},
+        7,
+        grpc.StatusCode.NOT_FOUND,
+        "Model with requested version is not found - name: scale; version: 7",
+    ),
     ("empty request", "scale", {}, None, grpc.StatusCode.INVALID_ARGUMENT, "Invalid number of inputs"),
     (
         "wrong input name",

@@ -221,7 +221,7 @@ class ModelManager:
             if version is not None:
                 raise _not_serving(record)
         else:
-            raise ServingError(ErrorKind.VERSION_NOT_LOADED_YET)
+            raise ServingError(ErrorKind.VERSION_NOT_LOADED_YET, f"name: {name}")
         try:
             yield record.version, instance
         finally:
@@ -229,32 +229,36 @@ class ModelManager:
 
     def _find(self, name: str, version: int | None) -> ModelVersion:
         with self._lock:
-            served = self._models.get(name)
-            if served is None:
-                raise ServingError(ErrorKind.MODEL_MISSING)
+            served = self._served(name)
             if version is not None:
-                record = served.versions.get(version)
-                if record is None:
-                    raise ServingError(ErrorKind.VERSION_MISSING)
-                return record
+                return self._version(served, name, version)
             default = served.default_version()
             if default is not None:
                 return default
             if any(v.state in (State.START, State.LOADING) for v in served.versions.values()):
-                raise ServingError(ErrorKind.VERSION_NOT_LOADED_YET)
-            raise ServingError(ErrorKind.VERSION_MISSING)
+                raise ServingError(ErrorKind.VERSION_NOT_LOADED_YET, f"name: {name}; no version is available yet")
+            raise ServingError(ErrorKind.VERSION_MISSING, f"name: {name}; no version is served")
+
+    def _served(self, name: str) -> ServedModel:
+        served = self._models.get(name)
+        if served is None:
+            raise ServingError(ErrorKind.MODEL_MISSING, f"name: {name}")
+        return served
+
+    @staticmethod
+    def _version(served: ServedModel, name: str, version: int) -> ModelVersion:
+        record = served.versions.get(version)
+        if record is None:
+            raise ServingError(ErrorKind.VERSION_MISSING, f"name: {name}; version: {version}")
+        return record
 
     # -- status ----------------------------------------------------------------------------------------------------
 
     def statuses(self, name: str, version: int | None = None) -> list[VersionStatus]:
         with self._lock:
-            served = self._models.get(name)
-            if served is None:
-                raise ServingError(ErrorKind.MODEL_MISSING)
+            served = self._served(name)
             if version is not None:
-                if version not in served.versions:
-                    raise ServingError(ErrorKind.VERSION_MISSING)
-                return [served.versions[version].status()]
+                return [self._version(served, name, version).status()]
             return [v.status() for _, v in sorted(served.versions.items())]
 
     def snapshot(self) -> list[ModelSnapshot]:
@@ -283,6 +287,7 @@ class ModelManager:
 
 
 def _not_serving(record: ModelVersion) -> ServingError:
+    details = f"name: {record.model}; version: {record.version}"
     if record.state in (State.START, State.LOADING):
-        return ServingError(ErrorKind.VERSION_NOT_LOADED_YET)
-    return ServingError(ErrorKind.VERSION_RETIRED)
+        return ServingError(ErrorKind.VERSION_NOT_LOADED_YET, details)
+    return ServingError(ErrorKind.VERSION_RETIRED, details)
