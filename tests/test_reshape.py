@@ -152,3 +152,21 @@ def _signature(daemon: Daemon, name: str):
     signature_map = get_model_metadata_pb2.SignatureDefMap()
     daemon.metadata(name).metadata["signature_def"].Unpack(signature_map)
     return signature_map.signature_def["serving_default"]
+
+
+def test_allow_cache_writes_compiled_shapes_to_the_cache_dir(repo: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    config = write_config(
+        tmp_path / "config.json",
+        [
+            {"name": "cached", "base_path": str(repo / "conv"), "shape": "auto", "allow_cache": True},
+            {"name": "uncached", "base_path": str(repo / "scale")},
+        ],
+    )
+    with Daemon(["--config", str(config), "--cache-dir", str(cache)], tmp_path / "d.log") as d:
+        d.wait_available("cached", "uncached")
+        blobs = set(cache.iterdir())
+        assert blobs, "the configured shape was compiled through the cache"
+        assert d.predict("cached", {"data": np.ones((1, 3, 24, 24), np.float32)})["out"].shape == (1, 1, 24, 24)
+        assert len(set(cache.iterdir()) - blobs) >= 1, "a reshaped variant is cached too"
+        assert d.stop() == 0
