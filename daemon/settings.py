@@ -11,9 +11,11 @@ DEFAULT_PORT = 9000
 
 
 def default_grpc_workers() -> int:
-    """Twice the usable cores, at least 4. Fewer threads serve small models much faster (less contention for the
-    GIL: 2,940 vs 2,180 requests/s for a tiny model on 2 cores with 4 vs 16 workers, benchmarks/serving.py) while
-    still keeping every OpenVINO stream busy."""
+    """Twice the usable cores, at least 4.
+
+    Fewer threads serve small models much faster (less contention for the GIL: about 2,500-2,900 vs 2,180 requests/s
+    for a tiny model on 2 cores with 4 vs 16 workers; see BENCHMARKS.md) while keeping every OpenVINO stream busy.
+    """
     return max(4, 2 * len(os.sched_getaffinity(0)))
 
 
