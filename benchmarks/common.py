@@ -502,3 +502,16 @@ def save_ir(model: Any, base_path: Path, version: int = 1) -> Path:
     time.sleep(0.02)  # past the file system's coarse timestamp tick, so the rename is strictly newer
     staging.rename(target)
     return target / "model.xml"
+
+
+def git_state() -> dict[str, Any]:
+    """The commit measured, and how many daemon files differ from it (results name what they measured)."""
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    changed = [line for line in git("status", "--short", "daemon").splitlines() if line.strip()]
+    return {"head": git("rev-parse", "--short", "HEAD"), "daemon_uncommitted_files": len(changed)}

@@ -58,6 +58,7 @@ from common import (
     Children,
     DaemonProcess,
     fmt,
+    git_state,
     machine_info,
     median,
     print_table,
@@ -684,19 +685,6 @@ def print_results(summary: dict[str, Any], targets: list[dict[str, Any]], markdo
 
 
 # -- main ------------------------------------------------------------------------------------------------------------
-
-
-def git_state() -> dict[str, Any]:
-    import subprocess
-
-    def git(*a: str) -> str:
-        try:
-            return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    changed = [line for line in git("status", "--short", "daemon").splitlines() if line.strip()]
-    return {"head": git("rev-parse", "--short", "HEAD"), "daemon_uncommitted_files": len(changed)}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

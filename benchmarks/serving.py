@@ -65,6 +65,7 @@ from common import (
     DaemonProcess,
     count_parameters,
     fmt,
+    git_state,
     machine_info,
     median,
     print_table,
@@ -369,17 +370,6 @@ class InProcess:
 
 
 # -- orchestration --------------------------------------------------------------------------------------------------
-
-
-def git_state() -> dict[str, Any]:
-    def git(*a: str) -> str:
-        try:
-            return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    changed = [line for line in git("status", "--short", "daemon").splitlines() if line.strip()]
-    return {"head": git("rev-parse", "--short", "HEAD"), "daemon_uncommitted_files": len(changed)}
 
 
 def row_of(side: str, repeat: int, model: Model, clients: int, raw: dict[str, Any]) -> dict[str, Any]:
