@@ -1,7 +1,8 @@
 """Shared helpers for the benchmarks: statistics, tables, JSON results, machine facts, child processes (the daemon
 on a free 127.0.0.1 port, always stopped), CPU and memory readings from /proc, and model builders (opset API, IR).
 
-Nothing here imports the daemon's internals except its gRPC stubs (``ovmsd.grpc.proto``) and ``ovmsd.status``.
+Nothing here imports the daemon's internals except its gRPC stubs (``ovmsd.api.grpc.proto``) and
+``ovmsd.serving.states``.
 """
 
 from __future__ import annotations
@@ -377,8 +378,8 @@ class DaemonProcess:
         """Until every model has an AVAILABLE version; returns the seconds it took."""
         import grpc
 
-        from ovmsd.grpc.proto import get_model_status_pb2, model_service_pb2_grpc
-        from ovmsd.status import State
+        from ovmsd.api.grpc.proto import get_model_status_pb2, model_service_pb2_grpc
+        from ovmsd.serving.states import State
 
         start = time.monotonic()
         pending = list(names)

@@ -45,8 +45,8 @@ def images(batch: int, seed: int = 1) -> np.ndarray:
 
 
 def predict_request(model: str, array: np.ndarray, input_name: str = RESNET_INPUT, version: int | None = None) -> Any:
-    from ovmsd.grpc.proto import predict_pb2
-    from ovmsd.grpc.tensors import numpy_to_tensor
+    from ovmsd.api.grpc.proto import predict_pb2
+    from ovmsd.api.grpc.tensors import numpy_to_tensor
 
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model
@@ -58,7 +58,7 @@ def predict_request(model: str, array: np.ndarray, input_name: str = RESNET_INPU
 
 def predict_once(stub: Any, request: Any, output_name: str = RESNET_OUTPUT) -> tuple[float, int, tuple[int, ...]]:
     """One Predict; returns (seconds, version that served, output shape)."""
-    from ovmsd.grpc.tensors import tensor_to_numpy
+    from ovmsd.api.grpc.tensors import tensor_to_numpy
 
     t = time.perf_counter()
     response = stub.Predict(request, timeout=PREDICT_TIMEOUT_S)
@@ -82,8 +82,8 @@ def run_load(cmd: dict[str, Any], notify: Callable[[dict[str, Any]], None] | Non
     """
     import grpc
 
-    from ovmsd.grpc.proto import prediction_service_pb2_grpc
-    from ovmsd.grpc.tensors import tensor_to_numpy
+    from ovmsd.api.grpc.proto import prediction_service_pb2_grpc
+    from ovmsd.api.grpc.tensors import tensor_to_numpy
 
     address, model = cmd["address"], cmd["model"]
     output_name = cmd.get("output", RESNET_OUTPUT)

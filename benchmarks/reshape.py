@@ -287,7 +287,7 @@ def first_daemon(children: Children, config: Path, log_path: Path, daemon_args: 
     """A fresh daemon: 3 batch-1 requests, then the first and second batch-``NEW_BATCH`` requests."""
     import grpc
 
-    from ovmsd.grpc.proto import prediction_service_pb2_grpc
+    from ovmsd.api.grpc.proto import prediction_service_pb2_grpc
 
     b1 = predict_request(MODEL, images(1))
     bn = predict_request(MODEL, images(NEW_BATCH))

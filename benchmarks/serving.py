@@ -139,8 +139,8 @@ def run_clients(cmd: dict[str, Any]) -> dict[str, Any]:
     """Closed-loop Predict clients as threads of this process; returns counts, latencies and CPU of the window."""
     import grpc
 
-    from ovmsd.grpc.proto import predict_pb2, prediction_service_pb2_grpc
-    from ovmsd.grpc.tensors import numpy_to_tensor, tensor_to_numpy
+    from ovmsd.api.grpc.proto import predict_pb2, prediction_service_pb2_grpc
+    from ovmsd.api.grpc.tensors import numpy_to_tensor, tensor_to_numpy
 
     clients = int(cmd["clients"])
     data = input_data(tuple(cmd["shape"]))

@@ -1,4 +1,4 @@
-"""Talks to a running daemon through its control socket (see ``ovmsd.control`` for the protocol).
+"""Talks to a running daemon through its control socket (see ``ovmsd.runtime.control`` for the protocol).
 
 Every failure is a :class:`ControlError` carrying the exit status the command should end with; a daemon that is
 not there is :class:`NotRunning` (exit status 3, as LSB ``status`` has it).
@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ovmsd.statedir import StateDir, is_daemon_process, read_pid
+from ovmsd.runtime.statedir import StateDir, is_daemon_process, read_pid
 
 EXIT_NOT_RUNNING = 3
 EXIT_UNKNOWN = 4

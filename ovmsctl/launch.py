@@ -1,8 +1,8 @@
 """Starting the daemon in the background and waiting until it serves, or learning why it did not.
 
 The daemon runs detached: a new session, stdin from /dev/null, stdout and stderr appended to the state dir's
-``ovmsd.log``, working directory ``/``. It reports through a pipe (``--ready-fd``, see ``ovmsd.readyfd``): ``READY``
-once every model's first load finished, ``FAILED`` and a reason, or nothing at all when it crashed.
+``ovmsd.log``, working directory ``/``. It reports through a pipe (``--ready-fd``, see ``ovmsd.runtime.readyfd``):
+``READY`` once every model's first load finished, ``FAILED`` and a reason, or nothing at all when it crashed.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from ovmsd.readyfd import FAILED, READY
-from ovmsd.statedir import StateDir
+from ovmsd.runtime.readyfd import FAILED, READY
+from ovmsd.runtime.statedir import StateDir
 
 LOG_TAIL_LINES = 20
 

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ovmsd.statedir import default_state_dir
+from ovmsd.runtime.statedir import default_state_dir
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -1,4 +1,4 @@
-"""Rendering only: status tables, start summaries, reload reports. Input is the daemon's JSON (ovmsd.report)."""
+"""Rendering only: status tables, start summaries, reload reports. Input is the daemon's JSON (ovmsd.observe.report)."""
 
 from __future__ import annotations
 

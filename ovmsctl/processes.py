@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ovmsd.statedir import pid_alive
+from ovmsd.runtime.statedir import pid_alive
 
 POLL_S = 0.05
 

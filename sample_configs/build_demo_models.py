@@ -22,8 +22,8 @@ Call them with any TF Serving client on 127.0.0.1:9000, for example:
 
   .venv/bin/python - <<'PY'
   import grpc, numpy as np
-  from ovmsd.grpc.proto import predict_pb2, prediction_service_pb2_grpc
-  from ovmsd.grpc.tensors import numpy_to_tensor, tensor_to_numpy
+  from ovmsd.api.grpc.proto import predict_pb2, prediction_service_pb2_grpc
+  from ovmsd.api.grpc.tensors import numpy_to_tensor, tensor_to_numpy
   stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel("127.0.0.1:9000"))
   request = predict_pb2.PredictRequest()
   request.model_spec.name = "classifier"

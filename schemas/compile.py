@@ -1,10 +1,10 @@
 """Generate the Python gRPC/protobuf modules of ovmsd from schemas/proto.
 
-    python schemas/compile.py           # regenerate daemon/grpc/proto/*_pb2.py, *_pb2.pyi, *_pb2_grpc.py
+    python schemas/compile.py           # regenerate daemon/ovmsd/api/grpc/proto/*_pb2.py, *_pb2.pyi, *_pb2_grpc.py
     python schemas/compile.py --check   # exit 1 if the committed generated code differs from a fresh build
 
-The .proto files live under schemas/proto/ovmsd/grpc/proto/, so protoc names the generated modules
-``ovmsd.grpc.proto.<file>_pb2`` (daemon/ installs as the package ``ovmsd``). ``*_pb2_grpc.py`` files are only
+The .proto files live under schemas/proto/ovmsd/api/grpc/proto/, so protoc names the generated modules
+``ovmsd.api.grpc.proto.<file>_pb2`` (daemon/ installs as the package ``ovmsd``). ``*_pb2_grpc.py`` files are only
 kept for the .proto files that define a service. The output depends on the grpcio-tools version; regenerate
 after upgrading it.
 """
@@ -21,8 +21,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PROTO_ROOT = REPO / "schemas" / "proto"
-PROTO_PACKAGE = Path("ovmsd", "grpc", "proto")  # relative to PROTO_ROOT and to the protoc output dir
-TARGET = REPO / "daemon" / "grpc" / "proto"
+PROTO_PACKAGE = Path("ovmsd", "api", "grpc", "proto")  # relative to PROTO_ROOT and to the protoc output dir
+TARGET = REPO / "daemon" / "ovmsd" / "api" / "grpc" / "proto"
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
 _SERVICE_RE = re.compile(r"^\s*service\s+\w+\s*\{", re.MULTILINE)
 
@@ -104,7 +104,9 @@ def install(fresh: dict[str, bytes]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--check", action="store_true", help="only compare a fresh build with daemon/grpc/proto; exit 1 if different"
+        "--check",
+        action="store_true",
+        help="only compare a fresh build with daemon/ovmsd/api/grpc/proto; exit 1 if different",
     )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ovmsd-protoc-") as tmp:

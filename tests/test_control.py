@@ -14,9 +14,9 @@ import pytest
 
 from ovmsctl import output
 from ovmsctl.control import EXIT_NOT_RUNNING, ControlError, NotRunning, call
-from ovmsd.control import CommandError, ControlServer
-from ovmsd.pidfile import AlreadyRunning, PidFile, StateDirLock
-from ovmsd.statedir import StateDir, pid_alive
+from ovmsd.runtime.control import CommandError, ControlServer
+from ovmsd.runtime.pidfile import AlreadyRunning, PidFile, StateDirLock
+from ovmsd.runtime.statedir import StateDir, pid_alive
 from tests.support.ctl import Ctl, wait_until
 
 
@@ -111,7 +111,7 @@ def test_state_dir_lock_is_held_until_released_and_dies_with_the_process(state_d
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from ovmsd.pidfile import StateDirLock\n"
+            "import sys, time; from pathlib import Path; from ovmsd.runtime.pidfile import StateDirLock\n"
             "StateDirLock(Path(sys.argv[1])).acquire(Path(sys.argv[1]) / 'x'); print('held', flush=True); "
             "time.sleep(60)",
             str(state_dir.path),

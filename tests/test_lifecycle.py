@@ -15,9 +15,9 @@ import grpc
 import numpy as np
 import pytest
 
-from ovmsd.grpc.proto import prediction_service_pb2_grpc
-from ovmsd.grpc.tensors import tensor_to_numpy
-from ovmsd.statedir import pid_alive
+from ovmsd.api.grpc.proto import prediction_service_pb2_grpc
+from ovmsd.api.grpc.tensors import tensor_to_numpy
+from ovmsd.runtime.statedir import pid_alive
 from tests.support.ctl import Ctl, wait_until
 from tests.support.daemon import REPO, predict_request, write_config
 from tests.support.models import save, scale_model
@@ -228,7 +228,7 @@ def test_the_cli_never_imports_the_serving_code(ctl: Ctl, models: Path, tmp_path
         "for args in (['status'], ['status', '--json'], ['reload'], ['stop']):\n"
         "    result = CliRunner().invoke(cli, [*args, '--state-dir', sys.argv[1]])\n"
         "    assert result.exit_code == 0, (args, result.output)\n"
-        "bad = sorted(m for m in sys.modules if m.startswith(('openvino', 'ovmsd.serving', 'ovmsd.grpc')))\n"
+        "bad = sorted(m for m in sys.modules if m.startswith(('openvino', 'ovmsd.serving', 'ovmsd.api.grpc')))\n"
         "print('imported:', bad)\n"
     )
     done = subprocess.run(

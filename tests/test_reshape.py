@@ -147,7 +147,7 @@ def test_concurrent_clients_with_different_batches_all_succeed(daemon: Daemon, r
 
 
 def _signature(daemon: Daemon, name: str):
-    from ovmsd.grpc.proto import get_model_metadata_pb2
+    from ovmsd.api.grpc.proto import get_model_metadata_pb2
 
     signature_map = get_model_metadata_pb2.SignatureDefMap()
     daemon.metadata(name).metadata["signature_def"].Unpack(signature_map)

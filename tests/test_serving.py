@@ -9,8 +9,8 @@ import grpc
 import numpy as np
 import pytest
 
-from ovmsd.grpc.proto import get_model_metadata_pb2, types_pb2
-from ovmsd.status import State
+from ovmsd.api.grpc.proto import get_model_metadata_pb2, types_pb2
+from ovmsd.serving.states import State
 from tests.support.daemon import Daemon, predict_request, rpc_error, write_config
 from tests.support.models import conv_model, reference_outputs, save, save_onnx_resnet, scale_model, two_input_model
 
@@ -64,7 +64,7 @@ def test_typed_value_fields_are_accepted(daemon: Daemon) -> None:
     tensor.tensor_shape.dim.add().size = 1
     tensor.tensor_shape.dim.add().size = 4
     tensor.float_val.extend([1.0, 2.0, 3.0, 4.0])
-    from ovmsd.grpc.tensors import tensor_to_numpy
+    from ovmsd.api.grpc.tensors import tensor_to_numpy
 
     out = tensor_to_numpy(daemon.prediction.Predict(request, timeout=10).outputs["y"])
     np.testing.assert_array_equal(out, [[2.0, 4.0, 6.0, 8.0]])

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ovmsd.logs import syslog_priority
-from ovmsd.systemd import socket_address, watchdog_interval
+from ovmsd.observe.logs import syslog_priority
+from ovmsd.runtime.systemd import socket_address, watchdog_interval
 from tests.support.daemon import REPO, write_config
 from tests.support.models import save, scale_model
 
@@ -130,7 +130,7 @@ def test_watchdog_settings() -> None:
 
 LOG_SCRIPT = """
 import logging, sys
-from ovmsd.logs import configure
+from ovmsd.observe.logs import configure
 configure("INFO")
 logging.getLogger("ovmsd").info("hello")
 logging.getLogger("ovmsd").error("oops")

@@ -1,4 +1,4 @@
-"""TensorProto <-> numpy conversion (ovmsd.grpc.tensors), checked against itself and against real TensorFlow.
+"""TensorProto <-> numpy conversion (ovmsd.api.grpc.tensors), checked against itself and against real TensorFlow.
 
 The cross-checks run TensorFlow in the tensorflow-serving-api interpreter (env var ``OVMSCTL_TFS_PYTHON``, default
 ``<repo>/.venv-tfs/bin/python``, created by ``make venv-clients``) in a subprocess; they fail, never skip, when it
@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ovmsd.grpc import tensors
-from ovmsd.grpc.proto import tensor_pb2, types_pb2
-from ovmsd.grpc.tensors import (
+from ovmsd.api.grpc import tensors
+from ovmsd.api.grpc.proto import tensor_pb2, types_pb2
+from ovmsd.api.grpc.tensors import (
     DTYPE_TO_NUMPY,
     NUMPY_TO_DTYPE,
     TensorDecodeError,

@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 from openvino import opset13 as ops
 
 from ovmsctl.commands.config import validate
-from ovmsd.repository import ModelFileError, find_model_file, list_versions, read_path
+from ovmsd.source.repository import ModelFileError, find_model_file, list_versions, read_path
 
 CONFIG = "/model_config_list/0/config"
 

@@ -8,7 +8,7 @@ import grpc
 import numpy as np
 import pytest
 
-from ovmsd.status import State
+from ovmsd.serving.states import State
 from tests.support.daemon import Daemon, rpc_error, write_config
 from tests.support.models import save, scale_model
 

@@ -1,4 +1,4 @@
-"""Conformance of our own .proto files (schemas/proto/ovmsd/grpc/proto) with TensorFlow Serving's wire format.
+"""Conformance of our own .proto files (schemas/proto/ovmsd/api/grpc/proto) with TensorFlow Serving's wire format.
 
 The reference is the real ``tensorflow-serving-api`` package, run in a separate interpreter (env var
 ``OVMSCTL_TFS_PYTHON``, default ``<repo>/.venv-tfs/bin/python``, created by ``make venv-clients``): TF's protos
@@ -28,7 +28,7 @@ import pytest
 from google.protobuf import json_format, text_format
 
 REPO = Path(__file__).resolve().parent.parent
-GENERATED_DIR = REPO / "daemon" / "grpc" / "proto"
+GENERATED_DIR = REPO / "daemon" / "ovmsd" / "api" / "grpc" / "proto"
 
 # Fields of TF's messages that our .proto files deliberately do not define: "full message name.field" -> reason.
 OMITTED_FIELDS: dict[str, str] = {
@@ -271,7 +271,7 @@ def tfs_python() -> str:
 def our_modules() -> list:
     names = sorted(p.stem for p in GENERATED_DIR.glob("*_pb2.py"))
     assert names, f"no generated modules in {GENERATED_DIR}; run `python schemas/compile.py`"
-    return [importlib.import_module(f"ovmsd.grpc.proto.{n}") for n in names]
+    return [importlib.import_module(f"ovmsd.api.grpc.proto.{n}") for n in names]
 
 
 def our_descriptors() -> tuple[dict, dict, dict]:
@@ -373,7 +373,7 @@ def test_we_define_what_the_server_needs(ours):
 def test_signature_def_map_type_url():
     from google.protobuf import any_pb2
 
-    from ovmsd.grpc.proto import get_model_metadata_pb2
+    from ovmsd.api.grpc.proto import get_model_metadata_pb2
 
     packed = any_pb2.Any()
     packed.Pack(get_model_metadata_pb2.SignatureDefMap())

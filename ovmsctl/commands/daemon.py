@@ -14,7 +14,7 @@ from ovmsctl.control import ControlError, NotRunning, call, remove_stale_files
 from ovmsctl.launch import launch
 from ovmsctl.options import check_model_source, daemon_argv, daemon_options, resolve_state_dir, state_dir_option
 from ovmsctl.processes import terminate
-from ovmsd.statedir import StateDir, is_daemon_process, read_pid
+from ovmsd.runtime.statedir import StateDir, is_daemon_process, read_pid
 
 EXIT_RELOAD_ERRORS = 4  # the config was applied, but some model versions failed to load
 

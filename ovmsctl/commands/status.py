@@ -9,7 +9,7 @@ import click
 from ovmsctl import output
 from ovmsctl.control import EXIT_NOT_RUNNING, NotRunning, call
 from ovmsctl.options import resolve_state_dir, state_dir_option
-from ovmsd.statedir import StateDir
+from ovmsd.runtime.statedir import StateDir
 
 
 @click.command()

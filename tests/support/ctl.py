@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ovmsd.statedir import StateDir, is_daemon_process, pid_alive, read_pid
+from ovmsd.runtime.statedir import StateDir, is_daemon_process, pid_alive, read_pid
 from tests.support.daemon import REPO
 
 

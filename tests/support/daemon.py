@@ -15,15 +15,15 @@ from typing import Any
 import grpc
 import numpy as np
 
-from ovmsd.grpc.proto import (
+from ovmsd.api.grpc.proto import (
     get_model_metadata_pb2,
     get_model_status_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
 )
-from ovmsd.grpc.tensors import numpy_to_tensor, tensor_to_numpy
-from ovmsd.status import State
+from ovmsd.api.grpc.tensors import numpy_to_tensor, tensor_to_numpy
+from ovmsd.serving.states import State
 
 REPO = Path(__file__).resolve().parents[2]
 

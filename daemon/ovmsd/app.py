@@ -1,0 +1,327 @@
+"""Composition root: build the manager and the servers, start serving, react to signals, drain and stop.
+
+Signal handlers do nothing but wake the main loop (through ``signal.set_wakeup_fd``); the main loop acts. Start-up
+either reaches "serving" (pidfile written, READY sent to systemd and to ``ovmsctl start``) or fails with one plain
+sentence (exit status 1); every resource taken on the way is given back in reverse order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+import grpc
+
+from ovmsd.api.grpc.gate import Gate
+from ovmsd.api.grpc.health import Health
+from ovmsd.api.grpc.server import BindError, build_server
+from ovmsd.config.loader import ConfigError, load_config, single_model_config
+from ovmsd.config.models import ServerConfig
+from ovmsd.observe.logs import configure
+from ovmsd.observe.metrics import Metrics
+from ovmsd.observe.report import (
+    APPLIED,
+    APPLIED_WITH_ERRORS,
+    REJECTED,
+    DaemonState,
+    ReloadResult,
+    serving_summary,
+    status_report,
+    summarize,
+)
+from ovmsd.runtime.control import ControlServer
+from ovmsd.runtime.pidfile import AlreadyRunning, PidFile, StateDirLock
+from ovmsd.runtime.readyfd import ReadyPipe
+from ovmsd.runtime.signals import SignalInbox
+from ovmsd.runtime.statedir import StateDir
+from ovmsd.runtime.systemd import Notifier
+from ovmsd.serving.instance import ServingOptions, instance_loader
+from ovmsd.serving.loads import TimedLoader
+from ovmsd.serving.manager import ModelManager
+from ovmsd.settings import Settings, parse
+from ovmsd.source.updates import LiveUpdates, config_digest
+
+log = logging.getLogger("ovmsd")
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+QUIET_S = 0.2  # on stop: no new request for this long before the port closes (see ovmsd.api.grpc.gate)
+TICK_S = 1.0  # how often the main loop refreshes health statuses when no signal comes
+SETTLE_S = 1.0  # a new version directory loads once its files were quiet this long (or it was renamed into place)
+
+
+class StartupError(Exception):
+    """Start-up cannot go on; the message says why in one sentence."""
+
+
+class Daemon:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        options = ServingOptions(
+            shape_cache_size=settings.shape_cache_size,
+            reshape_timeout_s=settings.reshape_timeout_s,
+            cache_dir=settings.cache_dir,
+        )
+        self.loader = TimedLoader(instance_loader(options))
+        self.manager = ModelManager(self.loader, drain_timeout_s=settings.drain_timeout_s, settle_s=SETTLE_S)
+        self.updates: LiveUpdates | None = None
+        self._config_digest: str | None = None  # of the config file last read
+        self.state = DaemonState(
+            pid=os.getpid(),
+            config_path=str(settings.config_path.resolve()) if settings.config_path else None,
+            state_dir=str(settings.state_dir.resolve()) if settings.state_dir else None,
+        )
+        self.health = Health(self.manager.snapshot)
+        self.gate = Gate()
+        self.metrics: Metrics | None = None
+        if settings.metrics_port is not None:
+            self.metrics = Metrics(self.manager.snapshot, lambda: self.state.generation)
+            self.loader.observers.append(self.metrics.version_loaded)
+        self.notifier = Notifier()
+        self.ready_pipe = ReadyPipe(settings.ready_fd)
+        self._reload_lock = threading.Lock()
+
+    # -- configuration ---------------------------------------------------------------------------------------------
+
+    def read_config(self) -> ServerConfig:
+        s = self.settings
+        if s.config_path is not None:
+            self._config_digest = config_digest(s.config_path)
+            return load_config(s.config_path)
+        return single_model_config(**s.single_model)
+
+    def reload_if_changed(self) -> None:
+        """The config file watcher's callback: reload when the file's content differs from what was last read."""
+        path = self.settings.config_path
+        if path is not None and config_digest(path) != self._config_digest:
+            log.info("config file %s changed: reloading", path)
+            self.reload("config file change")
+
+    def reload(self, trigger: str) -> ReloadResult:
+        """Read the config again and apply it; a config that cannot be read changes nothing."""
+        with self._reload_lock:
+            if self.state.phase == "stopping":
+                return ReloadResult(trigger, False, REJECTED, self.state.generation, "the daemon is stopping")
+            serving = self.state.phase == "serving"
+            if serving:
+                self.state.phase = "reloading"
+                self.notifier.reloading()
+            try:
+                result = self._reload_locked(trigger)
+            finally:
+                if serving:
+                    self.state.phase = "serving"
+                    self.notifier.ready(self.summary())
+                self.health.refresh()
+            if self.metrics is not None:
+                self.metrics.reloaded(result.outcome)
+            return result
+
+    def _reload_locked(self, trigger: str) -> ReloadResult:
+        try:
+            config = self.read_config()
+        except (ConfigError, OSError) as exc:
+            generation = self.state.generation
+            log.error("config reload (%s) rejected, keeps serving generation %d: %s", trigger, generation, exc)
+            result = ReloadResult(trigger, False, REJECTED, generation, f"config rejected: {exc}")
+        else:
+            result = self.apply(config, trigger)
+        self.state.last_reload = result
+        return result
+
+    def apply(self, config: ServerConfig, trigger: str) -> ReloadResult:
+        for warning in config.warnings:
+            log.warning("%s", warning)
+        # New version directories wait until they are quiet only where the watcher comes back for them later;
+        # at start-up, and without live updates, they load as they are.
+        settle = trigger != "startup" and self.updates is not None
+        outcomes = tuple(self.manager.apply(config, settle=settle))
+        if self.updates is not None:
+            self.updates.config_applied(config)
+        self.state.generation += 1
+        message = summarize(outcomes)
+        log.info("config generation %d applied (%s): %s", self.state.generation, trigger, message)
+        ok = all(not o.errors for o in outcomes)
+        outcome = APPLIED if ok else APPLIED_WITH_ERRORS
+        return ReloadResult(trigger, ok, outcome, self.state.generation, message, outcomes)
+
+    # -- reports ---------------------------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return status_report(self.state, self.manager.snapshot(), self.loader.last_seconds)
+
+    def summary(self) -> str:
+        """A short line for systemd's STATUS=."""
+        return serving_summary(self.state, self.manager.snapshot())
+
+    # -- lifecycle -------------------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        inbox = SignalInbox((*STOP_SIGNALS, signal.SIGHUP))
+        with contextlib.ExitStack() as resources:
+            try:
+                server = self._start(resources)
+            except StartupError as exc:
+                log.error("%s", exc)
+                self.ready_pipe.failed(str(exc))
+                return 1
+            self._main_loop(inbox)
+            self._stop(server)
+        log.info("stopped")
+        return 0
+
+    def _start(self, resources: contextlib.ExitStack) -> grpc.Server:
+        s = self.settings
+        self.notifier.start_watchdog()
+        resources.callback(self.notifier.close)
+        state_dir = StateDir(s.state_dir) if s.state_dir is not None else None
+        if state_dir is not None:
+            self._claim(state_dir, resources)
+        try:
+            config = self.read_config()
+        except (ConfigError, OSError) as exc:
+            raise StartupError(f"invalid configuration: {exc}") from exc
+        server = self._listen(resources)
+        if state_dir is not None:
+            self._open_control(state_dir, resources)
+        server.start()
+        log.info("gRPC server listening on %s", self.state.address)
+        self.notifier.status(f"loading {len(config.models)} models")
+        with self._reload_lock:
+            self.state.last_reload = self.apply(config, "startup")
+        self._watch(config, resources)
+        if state_dir is not None:
+            self._write_pidfile(state_dir, resources)
+        self.state.phase = "serving"
+        self.health.serving()
+        summary = self.summary()
+        self.notifier.ready(summary)
+        self.ready_pipe.ready()
+        log.info("ready: %s", summary)
+        return server
+
+    def _claim(self, state_dir: StateDir, resources: contextlib.ExitStack) -> None:
+        try:
+            state_dir.create()
+            lock = StateDirLock(state_dir.path)
+            lock.acquire(state_dir.pidfile)
+        except AlreadyRunning as exc:
+            raise StartupError(str(exc)) from exc
+        except OSError as exc:
+            raise StartupError(f"cannot use state dir {state_dir.path}: {exc.strerror or exc}") from exc
+        resources.callback(lock.release)
+
+    def _open_control(self, state_dir: StateDir, resources: contextlib.ExitStack) -> None:
+        try:
+            control = ControlServer(state_dir.socket, self._commands())
+        except OSError as exc:  # e.g. a path longer than a Unix socket name may be (107 bytes)
+            raise StartupError(f"cannot create the control socket {state_dir.socket}: {exc.strerror or exc}") from exc
+        control.start()
+        resources.callback(control.close)
+
+    def _write_pidfile(self, state_dir: StateDir, resources: contextlib.ExitStack) -> None:
+        pidfile = PidFile(state_dir.pidfile)
+        try:
+            pidfile.write()
+        except OSError as exc:
+            raise StartupError(f"cannot write the pidfile {state_dir.pidfile}: {exc.strerror or exc}") from exc
+        resources.callback(pidfile.remove)
+
+    def _listen(self, resources: contextlib.ExitStack) -> grpc.Server:
+        s = self.settings
+        try:
+            server, port = build_server(
+                self.manager,
+                lambda: _as_pair(self.reload("gRPC HandleReloadConfigRequest")),
+                bind_address=s.bind_address,
+                port=s.port,
+                workers=s.grpc_workers,
+                max_message_bytes=s.max_message_bytes,
+                gate=self.gate,
+                health=self.health,
+                metrics=self.metrics.requests if self.metrics else None,
+            )
+        except BindError as exc:
+            raise StartupError(str(exc)) from exc
+        resources.callback(server.stop, None)  # no-op after a graceful stop; closes the port if start-up fails
+        self.state.address = f"{s.bind_address}:{port}"
+        if self.metrics is not None and s.metrics_port is not None:
+            try:
+                metrics_port = self.metrics.serve(s.bind_address, s.metrics_port)
+            except OSError as exc:
+                raise StartupError(
+                    f"cannot serve metrics on {s.bind_address}:{s.metrics_port}: {exc.strerror or exc}"
+                ) from exc
+            resources.callback(self.metrics.close)
+            self.state.metrics_address = f"{s.bind_address}:{metrics_port}"
+            log.info("metrics on http://%s/metrics", self.state.metrics_address)
+        return server
+
+    def _watch(self, config: ServerConfig, resources: contextlib.ExitStack) -> None:
+        s = self.settings
+        if s.file_system_poll_wait_s <= 0:
+            return
+        self.updates = LiveUpdates(
+            self.manager,
+            self.reload_if_changed,
+            s.config_path.absolute() if s.config_path else None,
+            poll_interval_s=s.file_system_poll_wait_s,
+            force_polling=s.force_polling,
+            settle_s=SETTLE_S,
+        )
+        self.updates.start(config)
+        resources.callback(self._stop_watching)
+
+    def _stop_watching(self) -> None:
+        updates, self.updates = self.updates, None
+        if updates is not None:
+            updates.stop()
+
+    def _commands(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "reload": lambda: {"reload": self.reload("ovmsctl reload").to_dict(), "status": self.status()},
+        }
+
+    def _main_loop(self, inbox: SignalInbox) -> None:
+        while True:
+            for signum in inbox.wait(TICK_S):
+                if signum in STOP_SIGNALS:
+                    log.info("received %s: stopping", signum.name)
+                    return
+                if signum == signal.SIGHUP:
+                    log.info("received SIGHUP: reloading the config")
+                    self.reload("SIGHUP")
+            self.health.refresh()
+
+    def _stop(self, server: grpc.Server) -> None:
+        """Refuse new requests (UNAVAILABLE), let those running finish, then close the port and unload."""
+        grace = self.settings.drain_timeout_s
+        deadline = time.monotonic() + grace
+        with self._reload_lock:
+            self.state.phase = "stopping"
+        self.gate.close()
+        self.health.stopping()
+        self.notifier.stopping("stopping: draining requests")
+        log.info("stopping: refusing new requests, draining %d in flight (up to %.0f s)", self.gate.running, grace)
+        self._stop_watching()
+        if not self.gate.drain(grace, QUIET_S):
+            log.warning("%d requests still running after %.0f s: cancelling them", self.gate.running, grace)
+        server.stop(grace=max(0.0, deadline - time.monotonic())).wait()
+        self.manager.shutdown()
+
+
+def _as_pair(result: ReloadResult) -> tuple[bool, str]:
+    return result.ok, result.message
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse(sys.argv[1:] if argv is None else argv)
+    configure(settings.log_level, settings.log_file)
+    log.info("ovmsd starting (pid %d)", os.getpid())
+    return Daemon(settings).run()

@@ -1,0 +1,43 @@
+"""Domain errors of the serving core.
+
+Each error names its *kind* (what went wrong, in the vocabulary of OVMS status codes). The gRPC layer maps kinds to
+gRPC status codes in exactly one place (``ovmsd.api.grpc.errors``); nothing else in the daemon knows about gRPC.
+Messages follow OVMS: a fixed sentence, then `` - `` and the details (expected, actual, input name).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class ErrorKind(Enum):
+    MODEL_MISSING = "Model with requested name is not found"
+    VERSION_MISSING = "Model with requested version is not found"
+    VERSION_NOT_LOADED_YET = "Model with requested version is not loaded yet"
+    VERSION_RETIRED = "Model with requested version is retired"
+    INVALID_INPUT = "Invalid input"  # a malformed request: wrong names, counts, precisions, shapes or contents
+    RESHAPE_FAILED = "Model could not be reshaped with requested shape"
+    OVERLOADED = "Model is busy; the request waited too long"
+    INFERENCE_FAILED = "Internal inference error"
+    UNSUPPORTED = "Not supported"
+
+
+class ServingError(Exception):
+    """An error answered to a client. ``message`` is the whole sentence the client sees."""
+
+    def __init__(self, kind: ErrorKind, details: str = "", *, message: str | None = None) -> None:
+        self.kind = kind
+        self.message = message or (f"{kind.value} - {details}" if details else kind.value)
+        super().__init__(self.message)
+
+
+def invalid_input(sentence: str, expected: object, actual: object, input_name: str | None) -> ServingError:
+    """OVMS style: ``Invalid input shape - Expected: (1,3,224,224); Actual: (1,3,200,200); input name: 0``."""
+    details = f"Expected: {expected}; Actual: {actual}"
+    if input_name is not None:
+        details += f"; input name: {input_name}"
+    return ServingError(ErrorKind.INVALID_INPUT, message=f"{sentence} - {details}")
+
+
+class ModelLoadError(Exception):
+    """A model version could not be loaded; the version records it and keeps the daemon running."""

@@ -1,0 +1,187 @@
+"""Prometheus metrics on ``--metrics-port``: OVMS's request metrics plus what no other model server exports.
+
+The request path does as little as possible: one dictionary lookup for the (model, version, method) series, one
+counter increment and two histogram observations, no ``labels()`` call. Everything else is read when Prometheus
+scrapes: in-flight requests and shape-cache counters come from the manager, the config generation from the daemon.
+
+Names: ``ovms_requests_success``, ``ovms_requests_fail``, ``ovms_request_time_us``, ``ovms_inference_time_us`` and
+``ovms_current_requests`` are OVMS's (counters carry prometheus_client's ``_total`` suffix on the wire, e.g.
+``ovms_requests_success_total``); ours start with ``ovmsctl_``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import start_http_server
+from prometheus_client.registry import Collector
+
+from ovmsd.observe.report import RELOAD_OUTCOMES
+from ovmsd.serving.states import State
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from ovmsd.serving.states import ModelSnapshot
+
+API = "TensorFlowServing"
+INTERFACE = "gRPC"
+# OVMS's buckets: floor(10 * 1.8**i) microseconds, 33 of them (10 us .. about 25 minutes).
+MICROSECOND_BUCKETS = tuple(float(int(10 * 1.8**i)) for i in range(33))
+LOAD_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+Models = Callable[[], Iterable["ModelSnapshot"]]
+
+disable_created_metrics()  # no *_created series next to every counter
+
+
+@dataclass(frozen=True)
+class RequestSeries:
+    """The metric children of one (model, version, method): what a request updates when it ends."""
+
+    success: Counter
+    fail: Counter
+    request_time: Histogram
+    inference_time: Histogram
+
+    def finished(self, ok: bool, started_ns: int) -> None:
+        (self.success if ok else self.fail).inc()
+        self.request_time.observe((time.perf_counter_ns() - started_ns) / 1000)
+
+    def inferred(self, elapsed_ns: int) -> None:
+        self.inference_time.observe(elapsed_ns / 1000)
+
+
+class RequestMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        request_labels = ["name", "version", "api", "interface", "method"]
+        self._success = Counter(
+            "ovms_requests_success", "Number of successful requests to a model.", request_labels, registry=registry
+        )
+        self._fail = Counter(
+            "ovms_requests_fail", "Number of failed requests to a model.", request_labels, registry=registry
+        )
+        self._request_time = Histogram(
+            "ovms_request_time_us",
+            "Processing time of requests to a model, in microseconds.",
+            ["name", "version", "api", "interface"],
+            buckets=MICROSECOND_BUCKETS,
+            registry=registry,
+        )
+        self._inference_time = Histogram(
+            "ovms_inference_time_us",
+            "Inference time of requests to a model, in microseconds (waiting for an infer request and any reshape "
+            "included).",
+            ["name", "version"],
+            buckets=MICROSECOND_BUCKETS,
+            registry=registry,
+        )
+        self._series: dict[tuple[str, int, str], RequestSeries] = {}
+        self._lock = threading.Lock()
+
+    def series(self, name: str, version: int, method: str) -> RequestSeries:
+        found = self._series.get((name, version, method))
+        return found if found is not None else self._create(name, version, method)
+
+    def _create(self, name: str, version: int, method: str) -> RequestSeries:
+        v = str(version)
+        with self._lock:
+            return self._series.setdefault(
+                (name, version, method),
+                RequestSeries(
+                    success=self._success.labels(name, v, API, INTERFACE, method),
+                    fail=self._fail.labels(name, v, API, INTERFACE, method),
+                    request_time=self._request_time.labels(name, v, API, INTERFACE),
+                    inference_time=self._inference_time.labels(name, v),
+                ),
+            )
+
+
+class ServingCollector(Collector):
+    """Reads the manager when Prometheus scrapes: in-flight requests, compiled shapes, shape-cache counters."""
+
+    def __init__(self, models: Models, generation: Callable[[], int]) -> None:
+        self._models = models
+        self._generation = generation
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["name", "version"]
+        current = GaugeMetricFamily("ovms_current_requests", "Number of requests being processed.", labels=labels)
+        compiles = CounterMetricFamily(
+            "ovmsctl_reshape_compiles", "Shape variants compiled on demand (reshape).", labels=labels
+        )
+        failures = CounterMetricFamily("ovmsctl_reshape_failures", "On-demand reshapes that failed.", labels=labels)
+        hits = CounterMetricFamily(
+            "ovmsctl_shape_cache_hits", "Requests served by an already compiled shape variant.", labels=labels
+        )
+        evictions = CounterMetricFamily(
+            "ovmsctl_shape_cache_evictions", "Compiled shape variants dropped from the cache.", labels=labels
+        )
+        shapes = GaugeMetricFamily("ovmsctl_compiled_shapes", "Compiled shape variants kept.", labels=labels)
+        for model in self._models():
+            for version in model.versions:
+                if version.status.state == State.END:
+                    continue
+                values = [model.name, str(version.status.version)]
+                current.add_metric(values, version.in_flight)
+                if version.cache is None:
+                    continue
+                compiles.add_metric(values, version.cache.compiles)
+                failures.add_metric(values, version.cache.failures)
+                hits.add_metric(values, version.cache.hits)
+                evictions.add_metric(values, version.cache.evictions)
+                shapes.add_metric(values, len(version.compiled_shapes))
+        yield from (current, compiles, failures, hits, evictions, shapes)
+        yield GaugeMetricFamily(
+            "ovmsctl_config_generation", "Live config generation (1 after start-up, +1 per applied reload).",
+            value=self._generation(),
+        )  # fmt: skip
+
+
+class Metrics:
+    def __init__(self, models: Models, generation: Callable[[], int]) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        self.requests = RequestMetrics(self.registry)
+        self._reloads = Counter(
+            "ovmsctl_config_reloads", "Config reloads by outcome.", ["outcome"], registry=self.registry
+        )
+        for outcome in RELOAD_OUTCOMES:
+            self._reloads.labels(outcome)
+        self._loads = Counter(
+            "ovmsctl_version_loads", "Model version loads by outcome.", ["name", "outcome"], registry=self.registry
+        )
+        self._load_seconds = Histogram(
+            "ovmsctl_version_load_seconds",
+            "Time to load a model version (read, configure, compile).",
+            ["name"],
+            buckets=LOAD_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(ServingCollector(models, generation))
+        self._server: WSGIServer | None = None
+
+    def reloaded(self, outcome: str) -> None:
+        self._reloads.labels(outcome).inc()
+
+    def version_loaded(self, name: str, version: int, ok: bool, seconds: float) -> None:
+        self._loads.labels(name, "success" if ok else "failure").inc()
+        self._load_seconds.labels(name).observe(seconds)
+
+    def serve(self, address: str, port: int) -> int:
+        """Serve /metrics over HTTP; returns the port bound. Raises OSError (port in use...)."""
+        server, _ = start_http_server(port, addr=address, registry=self.registry)
+        self._server = server
+        return int(server.server_port)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
