@@ -51,6 +51,10 @@ OMITTED_METHODS: dict[str, str] = {
     "tensorflow.serving.PredictionService.MultiInference": "tf.Example-based API, not implemented",
 }
 
+# The .proto packages compared here; the KServe v2 ones (package inference) are compared with tritonclient's in
+# tests/test_kserve_wire_format.py.
+TF_PACKAGES = ("tensorflow",)
+
 # TF modules whose import registers every type we compare against.
 TF_MODULES = [
     "tensorflow.core.framework.types_pb2",
@@ -268,14 +272,21 @@ def tfs_python() -> str:
     return path
 
 
-def our_modules() -> list:
+def our_modules(packages: tuple[str, ...] = TF_PACKAGES) -> list:
+    """Our generated modules whose .proto package is one of ``packages`` (or below one of them)."""
     names = sorted(p.stem for p in GENERATED_DIR.glob("*_pb2.py"))
     assert names, f"no generated modules in {GENERATED_DIR}; run `python schemas/compile.py`"
-    return [importlib.import_module(f"ovmsd.api.grpc.proto.{n}") for n in names]
+    modules = [importlib.import_module(f"ovmsd.api.grpc.proto.{n}") for n in names]
+    return [
+        m
+        for m in modules
+        if any(m.DESCRIPTOR.package == p or m.DESCRIPTOR.package.startswith(p + ".") for p in packages)
+    ]
 
 
-def our_descriptors() -> tuple[dict, dict, dict]:
-    """(messages, enums, services) defined by our generated modules, nested ones and map entries included."""
+def our_descriptors(packages: tuple[str, ...] = TF_PACKAGES) -> tuple[dict, dict, dict]:
+    """(messages, enums, services) defined by our generated modules of ``packages``, nested ones and map entries
+    included."""
     messages: dict = {}
     enums: dict = {}
     services: dict = {}
@@ -287,7 +298,7 @@ def our_descriptors() -> tuple[dict, dict, dict]:
         for n in m.nested_types:
             walk(n)
 
-    for mod in our_modules():
+    for mod in our_modules(packages):
         fd = mod.DESCRIPTOR
         for m in fd.message_types_by_name.values():
             walk(m)
