@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 # and TF's protos clash with ours in one process. Tests run them in subprocesses.
 TFS_VENV := .venv-tfs
 OVMSCLIENT_VENV := .venv-ovmsclient
+# tritonclient (the KServe v2 client) needs protobuf < 7, our generated code protobuf >= 7.
+TRITON_VENV := .venv-triton
 PIP_FLAGS := --quiet --disable-pip-version-check
 
 .PHONY: venv venv-clients demo demo-models test lint protos clean systemd-tools
@@ -17,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install $(PIP_FLAGS) -e '.[dev]'
 	touch $@
 
-venv-clients: $(TFS_VENV)/.installed $(OVMSCLIENT_VENV)/.installed
+venv-clients: $(TFS_VENV)/.installed $(OVMSCLIENT_VENV)/.installed $(TRITON_VENV)/.installed
 $(TFS_VENV)/.installed: tests/clients/requirements-tfs.txt
 	test -x $(TFS_VENV)/bin/python || $(PYTHON) -m venv $(TFS_VENV)
 	$(TFS_VENV)/bin/pip install $(PIP_FLAGS) -r tests/clients/requirements-tfs.txt
@@ -25,6 +27,10 @@ $(TFS_VENV)/.installed: tests/clients/requirements-tfs.txt
 $(OVMSCLIENT_VENV)/.installed: tests/clients/requirements-ovmsclient.txt
 	test -x $(OVMSCLIENT_VENV)/bin/python || $(PYTHON) -m venv $(OVMSCLIENT_VENV)
 	$(OVMSCLIENT_VENV)/bin/pip install $(PIP_FLAGS) -r tests/clients/requirements-ovmsclient.txt
+	touch $@
+$(TRITON_VENV)/.installed: tests/clients/requirements-triton.txt
+	test -x $(TRITON_VENV)/bin/python || $(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/pip install $(PIP_FLAGS) -r tests/clients/requirements-triton.txt
 	touch $@
 
 demo-models: venv
@@ -49,4 +55,4 @@ protos: venv
 	$(BIN)/python schemas/compile.py
 
 clean:
-	rm -rf $(VENV) $(TFS_VENV) $(OVMSCLIENT_VENV) sample_configs/demo_models .pytest_cache
+	rm -rf $(VENV) $(TFS_VENV) $(OVMSCLIENT_VENV) $(TRITON_VENV) sample_configs/demo_models .pytest_cache
