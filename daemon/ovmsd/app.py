@@ -1,8 +1,10 @@
 """Composition root: build the manager and the servers, start serving, react to signals, drain and stop.
 
-Signal handlers do nothing but wake the main loop (through ``signal.set_wakeup_fd``); the main loop acts. Start-up
-either reaches "serving" (pidfile written, READY sent to systemd and to ``ovmsctl start``) or fails with one plain
-sentence (exit status 1); every resource taken on the way is given back in reverse order.
+Signal handlers do nothing but wake the main loop (through ``signal.set_wakeup_fd``); the main loop acts, and never
+does anything slow itself: the first loads run on the manager's load workers (the port is open meanwhile, answering
+"not loaded yet"), reloads run on the reloader's thread. So SIGTERM is answered at once whatever is loading or
+reloading. Start-up either reaches "serving" (pidfile written, READY sent to systemd and to ``ovmsctl start``) or
+fails with one plain sentence (exit status 1); every resource taken on the way is given back in reverse order.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -38,7 +41,8 @@ from ovmsd.observe.report import (
 from ovmsd.runtime.control import ControlServer
 from ovmsd.runtime.pidfile import AlreadyRunning, PidFile, StateDirLock
 from ovmsd.runtime.readyfd import ReadyPipe
-from ovmsd.runtime.signals import SignalInbox
+from ovmsd.runtime.reloader import Reloader
+from ovmsd.runtime.signals import WAKE, SignalInbox
 from ovmsd.runtime.statedir import StateDir
 from ovmsd.runtime.systemd import Notifier
 from ovmsd.serving.instance import ServingOptions, instance_loader
@@ -68,7 +72,12 @@ class Daemon:
             cache_dir=settings.cache_dir,
         )
         self.loader = TimedLoader(instance_loader(options))
-        self.manager = ModelManager(self.loader, drain_timeout_s=settings.drain_timeout_s, settle_s=SETTLE_S)
+        self.manager = ModelManager(
+            self.loader,
+            drain_timeout_s=settings.drain_timeout_s,
+            settle_s=SETTLE_S,
+            load_workers=getattr(settings, "load_workers", 2),  # TODO: the option table's --load-workers
+        )
         self.updates: LiveUpdates | None = None
         self._config_digest: str | None = None  # of the config file last read
         self.state = DaemonState(
@@ -84,7 +93,8 @@ class Daemon:
             self.loader.observers.append(self.metrics.version_loaded)
         self.notifier = Notifier()
         self.ready_pipe = ReadyPipe(settings.ready_fd)
-        self._reload_lock = threading.Lock()
+        self._reload_lock = threading.Lock()  # two reloads never interleave
+        self.reloader = Reloader(self.reload)
 
     # -- configuration ---------------------------------------------------------------------------------------------
 
@@ -96,11 +106,11 @@ class Daemon:
         return single_model_config(**s.single_model)
 
     def reload_if_changed(self) -> None:
-        """The config file watcher's callback: reload when the file's content differs from what was last read."""
+        """The config file watcher's callback: ask for a reload when the content differs from what was last read."""
         path = self.settings.config_path
         if path is not None and config_digest(path) != self._config_digest:
             log.info("config file %s changed: reloading", path)
-            self.reload("config file change")
+            self.reloader.request("config file change")
 
     def reload(self, trigger: str) -> ReloadResult:
         """Read the config again and apply it; a config that cannot be read changes nothing."""
@@ -114,7 +124,7 @@ class Daemon:
             try:
                 result = self._reload_locked(trigger)
             finally:
-                if serving:
+                if serving and self.state.phase == "reloading":  # a stop that began meanwhile keeps "stopping"
                     self.state.phase = "serving"
                     self.notifier.ready(self.summary())
                 self.health.refresh()
@@ -164,18 +174,22 @@ class Daemon:
     def run(self) -> int:
         inbox = SignalInbox((*STOP_SIGNALS, signal.SIGHUP))
         with contextlib.ExitStack() as resources:
+            resources.callback(self.reloader.close)
             try:
-                server = self._start(resources)
+                server, config, state_dir = self._start(resources)
             except StartupError as exc:
                 log.error("%s", exc)
                 self.ready_pipe.failed(str(exc))
                 return 1
-            self._main_loop(inbox)
+            startup = threading.Thread(target=self._first_loads, args=(config, inbox), name="startup", daemon=True)
+            startup.start()
+            self._main_loop(inbox, lambda: self._serve(config, state_dir, resources))
             self._stop(server)
         log.info("stopped")
         return 0
 
-    def _start(self, resources: contextlib.ExitStack) -> grpc.Server:
+    def _start(self, resources: contextlib.ExitStack) -> tuple[grpc.Server, ServerConfig, StateDir | None]:
+        """Everything up to an open port; the first loads come after, off the main loop."""
         s = self.settings
         self.notifier.start_watchdog()
         resources.callback(self.notifier.close)
@@ -192,18 +206,33 @@ class Daemon:
         server.start()
         log.info("gRPC server listening on %s", self.state.address)
         self.notifier.status(f"loading {len(config.models)} models")
-        with self._reload_lock:
-            self.state.last_reload = self.apply(config, "startup")
+        return server, config, state_dir
+
+    def _first_loads(self, config: ServerConfig, inbox: SignalInbox) -> None:
+        """Start-up's loads (every model at once, on the load workers); wakes the main loop when done."""
+        try:
+            with self._reload_lock:
+                self.state.last_reload = self.apply(config, "startup")
+        except Exception:  # never leave the main loop waiting for a start-up that died
+            log.exception("start-up loads failed")
+        inbox.wake()
+
+    def _serve(self, config: ServerConfig, state_dir: StateDir | None, resources: contextlib.ExitStack) -> None:
+        """The first loads are done: watch for changes, write the pidfile, say READY."""
+        if self.state.phase == "stopping":
+            return
         self._watch(config, resources)
         if state_dir is not None:
-            self._write_pidfile(state_dir, resources)
+            try:
+                self._write_pidfile(state_dir, resources)
+            except StartupError as exc:
+                log.error("%s; serving without a pidfile", exc)
         self.state.phase = "serving"
         self.health.serving()
         summary = self.summary()
         self.notifier.ready(summary)
         self.ready_pipe.ready()
         log.info("ready: %s", summary)
-        return server
 
     def _claim(self, state_dir: StateDir, resources: contextlib.ExitStack) -> None:
         try:
@@ -267,12 +296,11 @@ class Daemon:
         if s.file_system_poll_wait_s <= 0:
             return
         self.updates = LiveUpdates(
-            self.manager,
+            self.manager.reconcile,
             self.reload_if_changed,
             s.config_path.absolute() if s.config_path else None,
             poll_interval_s=s.file_system_poll_wait_s,
             force_polling=s.force_polling,
-            settle_s=SETTLE_S,
         )
         self.updates.start(config)
         resources.callback(self._stop_watching)
@@ -288,23 +316,31 @@ class Daemon:
             "reload": lambda: {"reload": self.reload("ovmsctl reload").to_dict(), "status": self.status()},
         }
 
-    def _main_loop(self, inbox: SignalInbox) -> None:
+    def _main_loop(self, inbox: SignalInbox, serve: Callable[[], None]) -> None:
+        """Wait for signals and for the first loads' end (``serve``); return on SIGTERM/SIGINT. Nothing slow here."""
+        loading = True
         while True:
-            for signum in inbox.wait(TICK_S):
-                if signum in STOP_SIGNALS:
-                    log.info("received %s: stopping", signum.name)
+            for event in inbox.wait(TICK_S):
+                if event is WAKE:
+                    if loading:
+                        loading = False
+                        serve()
+                elif event in STOP_SIGNALS:
+                    log.info("received %s: stopping", event.name)
+                    if loading:
+                        self.ready_pipe.failed(f"stopped by {event.name} during start-up")
                     return
-                if signum == signal.SIGHUP:
+                elif event == signal.SIGHUP:
                     log.info("received SIGHUP: reloading the config")
-                    self.reload("SIGHUP")
+                    self.reloader.request("SIGHUP")
             self.health.refresh()
 
     def _stop(self, server: grpc.Server) -> None:
         """Refuse new requests (UNAVAILABLE), let those running finish, then close the port and unload."""
         grace = self.settings.drain_timeout_s
         deadline = time.monotonic() + grace
-        with self._reload_lock:
-            self.state.phase = "stopping"
+        self.state.phase = "stopping"  # a reload in progress sees it and changes nothing more; no lock: stop wins
+        self.reloader.close()
         self.gate.close()
         self.health.stopping()
         self.notifier.stopping("stopping: draining requests")
@@ -313,7 +349,8 @@ class Daemon:
         if not self.gate.drain(grace, QUIET_S):
             log.warning("%d requests still running after %.0f s: cancelling them", self.gate.running, grace)
         server.stop(grace=max(0.0, deadline - time.monotonic())).wait()
-        self.manager.shutdown()
+        if not self.manager.shutdown(timeout=max(0.0, deadline - time.monotonic())):
+            log.warning("model versions still draining at the drain timeout: exiting anyway")
 
 
 def _as_pair(result: ReloadResult) -> tuple[bool, str]:
@@ -324,4 +361,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = parse(sys.argv[1:] if argv is None else argv)
     configure(settings.log_level, settings.log_file)
     log.info("ovmsd starting (pid %d)", os.getpid())
-    return Daemon(settings).run()
+    daemon = Daemon(settings)
+    code = daemon.run()
+    abandoned = daemon.manager.loads_running
+    if abandoned:
+        # A compile cannot be interrupted; waiting for it would break the drain timeout. Its thread is a daemon
+        # thread, but OpenVINO's own threads may still run: leave without interpreter teardown.
+        log.info("abandoning %d model loads still running", abandoned)
+        logging.shutdown()
+        os._exit(code)
+    return code

@@ -1,6 +1,7 @@
 """One loaded model version: the OpenVINO model with its configuration applied, and its compiled shape variants.
 
-This is the only serving module that imports openvino. A request is served by the *base* variant (the model as
+With ``ovmsd.serving.preparation`` (the configuration applied to the model), the only serving module that imports
+openvino. A request is served by the *base* variant (the model as
 configured) when its shapes fit, otherwise (``auto``) by a variant compiled for its shapes, kept in a bounded cache.
 """
 
@@ -16,12 +17,21 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
-from ovmsd.config.models import Dim, ModelConfig, Shape, format_shape
+from ovmsd.config.models import ModelConfig, format_shape
 from ovmsd.errors import ErrorKind, ModelLoadError, ServingError
 from ovmsd.serving.infer_pool import InferPool, PoolTimeout
-from ovmsd.serving.reshape import InputRule, ShapeKey, match_inputs, plan_shapes, shape_key
+from ovmsd.serving.preparation import (
+    apply_configured_shapes,
+    apply_layout,
+    error_summary,
+    input_rules,
+    name_unnamed_tensors,
+    partial_shape,
+    signature_of,
+)
+from ovmsd.serving.reshape import ShapeKey, match_inputs, plan_shapes, shape_key
 from ovmsd.serving.shape_cache import BuildTimeout, CacheStats, ShapeCache
-from ovmsd.serving.signature import PRECISIONS, Signature, TensorSpec
+from ovmsd.serving.signature import Signature
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +99,19 @@ class ModelInstance:
         self._core = core
         self._compile_lock = threading.Lock()  # OpenVINO compiles one model at a time per instance
         try:
-            model = core.read_model(str(model_path))
-            _name_unnamed_tensors(model)
-            _apply_layout(model, config)
-            self.rules = _input_rules(model, config)
-            _apply_configured_shapes(model, config, self.rules)
+            # A model kept for on-demand reshapes must own its weights: mmapped from the .bin, a file rewritten in
+            # place (same inode) would change the constants under the serving version's future compiles.
+            read_config = {"ENABLE_MMAP": False} if config.has_auto else {}
+            model = core.read_model(str(model_path), config=read_config)
+            name_unnamed_tensors(model)
+            apply_layout(model, config)
+            self.rules = input_rules(model, config)
+            apply_configured_shapes(model, config, self.rules)
             base = self._compile(model, key=None)
         except ModelLoadError:
             raise
         except Exception as exc:  # OpenVINO raises RuntimeError for every kind of read/compile failure
-            raise ModelLoadError(f"{type(exc).__name__}: {_first_line(exc)}") from exc
+            raise ModelLoadError(f"{type(exc).__name__}: {error_summary(exc)}") from exc
         # The ov.Model is kept only where requests can ask for other shapes; compiled variants hold their own copy.
         self._model: ov.Model | None = model if config.has_auto else None
         self.base = base
@@ -125,7 +138,7 @@ class ModelInstance:
                 try:
                     variant.infer(infer_request, [request[spec.name] for spec in variant.signature.inputs])
                 except Exception as exc:
-                    raise ServingError(ErrorKind.INFERENCE_FAILED, _first_line(exc)) from exc
+                    raise ServingError(ErrorKind.INFERENCE_FAILED, error_summary(exc)) from exc
                 outputs = {
                     spec.name: infer_request.get_output_tensor(i).data
                     for i, spec in enumerate(variant.signature.outputs)
@@ -146,10 +159,10 @@ class ModelInstance:
         assert self._model is not None
         model = self._model.clone()
         try:
-            model.reshape({name: _partial_shape(shape) for name, shape in key})
+            model.reshape({name: partial_shape(shape) for name, shape in key})
             variant = self._compile(model, key)
         except Exception as exc:
-            log.warning("%s v%d: reshape to %s failed: %s", self.name, self.version, _key_text(key), _first_line(exc))
+            log.warning("%s v%d: reshape to %s failed: %s", self.name, self.version, _key_text(key), error_summary(exc))
             raise ServingError(ErrorKind.RESHAPE_FAILED, f"requested shape {_key_text(key)}") from exc
         stats = self._variants.stats
         log.info(
@@ -168,7 +181,7 @@ class ModelInstance:
             plugin_config.setdefault("CACHE_DIR", str(self.options.cache_dir))
         with self._compile_lock:
             compiled = self._core.compile_model(model, self.config.target_device, plugin_config)
-        signature = _signature_of(compiled)
+        signature = signature_of(compiled)
         nireq = self.config.nireq or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         pool = InferPool([compiled.create_infer_request() for _ in range(max(1, nireq))])
         return Variant(key or shape_key(signature), compiled, signature, pool)
@@ -182,142 +195,6 @@ class ModelInstance:
     def close(self) -> None:
         self._variants.clear()
         self._model = None
-
-
-# -- model preparation (pure functions over ov.Model) ----------------------------------------------------------------
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    # OpenVINO puts "Exception from src/..." lines before the sentence that matters; keep the last meaningful one.
-    meaningful = [line for line in lines if not line.startswith(("Exception from", "Check '"))]
-    return (meaningful or lines)[-1][:500]
-
-
-def _name_unnamed_tensors(model: ov.Model) -> None:
-    """OVMS addresses tensors by name; give unnamed ones their node's friendly name."""
-    for param in model.inputs:
-        if not param.get_names():
-            param.get_tensor().set_names({param.get_node().get_friendly_name()})
-    for i, result in enumerate(model.outputs):
-        if not result.get_names():
-            producer = result.get_node().input_value(0).get_node()
-            result.get_tensor().set_names({producer.get_friendly_name() or f"output_{i}"})
-
-
-def _apply_layout(model: ov.Model, config: ModelConfig) -> None:
-    """``layout``: "NCHW" sets the model layout; "NHWC:NCHW" lets clients send NHWC to an NCHW model."""
-    if config.layout is None:
-        return
-    if isinstance(config.layout, str):
-        if len(model.inputs) != 1:
-            raise ModelLoadError("an anonymous layout needs a model with one input; use a map of input names")
-        layouts = {model.inputs[0].get_any_name(): config.layout}
-    else:
-        layouts = dict(config.layout)
-    ppp = ov.preprocess.PrePostProcessor(model)
-    inputs = {n for p in model.inputs for n in p.get_names()}
-    outputs = {n for r in model.outputs for n in r.get_names()}
-    for name, text in layouts.items():
-        tensor_layout, _, model_layout = text.partition(":")
-        if name in inputs:
-            info = ppp.input(name)
-        elif name in outputs:
-            info = ppp.output(name)
-        else:
-            raise ModelLoadError(f"layout is configured for '{name}', which is not an input or output of the model")
-        info.model().set_layout(ov.Layout(model_layout or tensor_layout))
-        if model_layout:
-            info.tensor().set_layout(ov.Layout(tensor_layout))
-    ppp.build()
-
-
-def _batch_index(param: ov.Output) -> int | None:
-    rank = param.get_partial_shape().rank
-    if rank.is_static and rank.get_length() == 0:
-        return None
-    layout = ov.layout_helpers.get_layout(param)
-    if not layout.empty and ov.layout_helpers.has_batch(layout):
-        index = ov.layout_helpers.batch_idx(layout)
-        return index if index >= 0 else rank.get_length() + index
-    return 0
-
-
-def _input_rules(model: ov.Model, config: ModelConfig) -> dict[str, InputRule]:
-    rules = {}
-    auto_batch = bool(config.batch_size and config.batch_size.auto)
-    for param in model.inputs:
-        configured = config.shape.for_input(set(param.get_names()))
-        index = _batch_index(param)
-        if auto_batch and index is None:
-            raise ModelLoadError(
-                f"batch_size auto needs inputs with a batch dimension; input '{param.get_any_name()}' is a scalar"
-            )
-        rules[param.get_any_name()] = InputRule(
-            auto_shape=bool(configured and configured.auto), auto_batch=auto_batch, batch_index=index
-        )
-    return rules
-
-
-def _apply_configured_shapes(model: ov.Model, config: ModelConfig, rules: Mapping[str, InputRule]) -> None:
-    known = {n for p in model.inputs for n in p.get_names()}
-    unknown = sorted(set(config.shape.per_input) - known)
-    if unknown:
-        raise ModelLoadError(f"shape is configured for {', '.join(unknown)}, not an input of the model")
-    anonymous = config.shape.anonymous
-    if anonymous is not None and not anonymous.auto and len(model.inputs) != 1:
-        raise ModelLoadError("an anonymous shape needs a model with one input; use a map of input names")
-    new_shapes: dict[str, ov.PartialShape] = {}
-    for param in model.inputs:
-        name = param.get_any_name()
-        configured = config.shape.for_input(set(param.get_names()))
-        shape = _shape_of(param.get_partial_shape())
-        if configured is not None and configured.dims is not None:
-            shape = configured.dims
-        batch = config.batch_size
-        index = rules[name].batch_index
-        if batch is not None and batch.dim is not None and index is not None and index < len(shape):
-            shape = tuple(batch.dim if i == index else d for i, d in enumerate(shape))
-        if shape != _shape_of(param.get_partial_shape()):
-            new_shapes[name] = _partial_shape(shape)
-    if new_shapes:
-        model.reshape(new_shapes)
-
-
-def _shape_of(partial: ov.PartialShape) -> Shape:
-    if partial.rank.is_dynamic:
-        return ()
-    dims = []
-    for d in partial:
-        if d.is_static:
-            dims.append(Dim.static(d.get_length()))
-        else:
-            dims.append(Dim(max(0, d.get_min_length()), d.get_max_length()))
-    return tuple(dims)
-
-
-def _partial_shape(shape: Shape) -> ov.PartialShape:
-    return ov.PartialShape([ov.Dimension(d.lo) if d.is_static else ov.Dimension(d.lo, d.hi) for d in shape])
-
-
-def _spec_of(port: ov.ConstOutput) -> TensorSpec:
-    element = port.get_element_type()
-    type_name = element.get_type_name()
-    dtype = np.dtype(element.to_dtype()) if type_name != "string" else np.dtype(object)
-    return TensorSpec(
-        name=port.get_any_name(),
-        aliases=frozenset(port.get_names()),
-        precision=PRECISIONS.get(type_name, type_name.upper()),
-        dtype=dtype,
-        shape=_shape_of(port.get_partial_shape()),
-    )
-
-
-def _signature_of(compiled: ov.CompiledModel) -> Signature:
-    return Signature(
-        inputs=tuple(_spec_of(p) for p in compiled.inputs), outputs=tuple(_spec_of(p) for p in compiled.outputs)
-    )
 
 
 def _key_text(key: ShapeKey) -> str:

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ovmsd.config.models import ServerConfig
-from ovmsd.serving.manager import ModelManager
 from ovmsd.source.watch import ChangeWatcher
 
 
@@ -20,22 +19,24 @@ def config_digest(path: Path) -> str | None:
 
 
 class LiveUpdates:
-    """Connects the watcher to the daemon: directory changes -> ``manager.reconcile()``; config edits -> reload."""
+    """Connects the watcher to the daemon: directory changes -> ``reconcile``; config edits -> ``reload_if_changed``.
+
+    Both callbacks must return at once (the manager's passes and the daemon's reloads run on their own threads), so
+    one model's long load never delays noticing another model's new version.
+    """
 
     def __init__(
         self,
-        manager: ModelManager,
+        reconcile: Callable[[], object],
         reload_if_changed: Callable[[], object],
         config_path: Path | None,
         *,
         poll_interval_s: float,
         force_polling: bool,
-        settle_s: float,
     ) -> None:
-        self._manager = manager
+        self._reconcile = reconcile
         self._reload_if_changed = reload_if_changed
         self._config_path = config_path
-        self._settle_s = settle_s
         self._watcher = ChangeWatcher(
             self._models_changed, self._config_changed, poll_interval_s=poll_interval_s, force_polling=force_polling
         )
@@ -50,8 +51,8 @@ class LiveUpdates:
         self._watcher.stop()
 
     def _models_changed(self) -> float | None:
-        outcomes = self._manager.reconcile()
-        return self._settle_s if any(o.settling for o in outcomes) else None
+        self._reconcile()  # each model retries its own settling versions
+        return None
 
     def _config_changed(self) -> float | None:
         if self._config_path is not None:

@@ -20,8 +20,7 @@ from watchdog.observers.polling import PollingObserver
 
 log = logging.getLogger(__name__)
 
-# Callbacks return how soon (seconds) they want to be called again, e.g. while a new version is still being copied.
-Callback = Callable[[], float | None]
+Callback = Callable[[], object]  # must return soon: the work it starts runs elsewhere
 
 
 class _Events(FileSystemEventHandler):
@@ -56,7 +55,6 @@ class ChangeWatcher:
         self._cond = threading.Condition()
         self._pending: set[str] = set()
         self._last_event = 0.0
-        self._retry_at: float | None = None
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="watcher", daemon=True)
         self._watched: tuple[tuple[Path, ...], Path | None] = ((), None)
@@ -110,26 +108,20 @@ class ChangeWatcher:
                     return
                 kinds = set(self._pending) if due == "events" else {"config", "models"}
                 self._pending.clear()
-                self._retry_at = None
             if due == "periodic":
                 next_scan = time.monotonic() + self._poll_interval
             self._fire(kinds)
 
     def _wait_until_due(self, next_scan: float) -> str | None:
-        """Sleep until a debounced burst, a retry or the periodic scan is due; None once stopped."""
+        """Sleep until a debounced burst or the periodic scan is due; None once stopped."""
         while not self._stopped:
             now = time.monotonic()
             deadlines = [next_scan]
             if self._pending:
                 deadlines.append(self._last_event + self._debounce)
-            if self._retry_at is not None:
-                deadlines.append(self._retry_at)
             wake = min(deadlines)
             if now >= wake:
                 if self._pending and now >= self._last_event + self._debounce:
-                    return "events"
-                if self._retry_at is not None and now >= self._retry_at:
-                    self._pending.add("models")
                     return "events"
                 return "periodic"
             self._cond.wait(timeout=wake - now)
@@ -140,11 +132,6 @@ class ChangeWatcher:
             if kind not in kinds:
                 continue
             try:
-                retry = self._callbacks[kind]()
+                self._callbacks[kind]()
             except Exception:
                 log.exception("handling a %s change failed", kind)
-                continue
-            if retry is not None:
-                with self._cond:
-                    at = time.monotonic() + retry
-                    self._retry_at = at if self._retry_at is None else min(self._retry_at, at)
