@@ -92,7 +92,20 @@ def layout(tmp_path: Path) -> dict[str, Path]:
 
 
 def start_daemon(config: Path, logs: Path) -> Daemon:
-    return Daemon(["--config", str(config), "--file-system-poll-wait-seconds", "0.5"], logs / "daemon.log")
+    # DEBUG: each pass over a model is logged, so a test can wait for rescans instead of sleeping through them
+    args = ["--config", str(config), "--file-system-poll-wait-seconds", "0.5", "--log-level", "DEBUG"]
+    return Daemon(args, logs / "daemon.log")
+
+
+def passes(daemon: Daemon, model: str) -> int:
+    """How many passes (rescans) over ``model`` the daemon has finished."""
+    return daemon.log().count(f"model {model}: pass ")
+
+
+def wait_for_passes(daemon: Daemon, model: str, more: int = 2) -> None:
+    """Until the daemon looked at ``model`` ``more`` more times: what "nothing happened" is then checked against."""
+    target = passes(daemon, model) + more
+    wait_for(lambda: passes(daemon, model) >= target, what=f"{more} more passes over {model}")
 
 
 def test_versions_and_config_edits_go_live_with_zero_failed_requests(layout: dict[str, Path]) -> None:
@@ -160,8 +173,9 @@ def test_a_slowly_copied_version_is_never_loaded_half_written(layout: dict[str, 
                 for chunk in chunks:
                     out.write(chunk)
                     out.flush()
-                    time.sleep(0.25)
+                    time.sleep(0.25)  # a slow copy: the writer's pace, not synchronisation
                     assert daemon.states("slow").get(2) is None, "version 2 looked at while still being written"
+        assert "model slow version 2: files still being written" in daemon.log(), "seen while written, and waited"
         wait_for(states_are(daemon, "slow", {1: State.END, 2: State.AVAILABLE}), what="v2 loaded once complete")
         np.testing.assert_array_equal(daemon.predict("slow", {"x": np.ones((1, 4), np.float32)})["y"], 5.0)
         assert "version 2: LOADING:" not in daemon.log(), "no failed load of a half-written version"
@@ -178,11 +192,12 @@ def test_renamed_directory_loads_once_and_tmp_names_are_ignored(layout: dict[str
         daemon.wait_available("renamed")
         save(scale_model([1, 4], factor=3.0), base, 3)
         shutil.move(str(base / "3"), str(base / "3.tmp"))
-        time.sleep(1.5)
+        wait_for(lambda: "'3.tmp'" in daemon.log(), what="3.tmp seen and skipped")
+        wait_for_passes(daemon, "renamed")
         assert set(daemon.states("renamed")) == {1}, "3.tmp is never a version"
         shutil.move(str(base / "3.tmp"), str(base / "3"))
         wait_for(states_are(daemon, "renamed", {1: State.AVAILABLE, 3: State.AVAILABLE}), what="v3 loaded")
-        time.sleep(1.5)  # a few more rescans
+        wait_for_passes(daemon, "renamed")
         assert daemon.log().count("model renamed version 3: AVAILABLE") == 1
 
 
@@ -254,8 +269,8 @@ def test_deleted_base_path_keeps_serving_and_a_broken_version_is_retried_only_on
         (broken / "model.onnx").write_bytes(b"not a model")
         shutil.move(str(broken), str(base / "2"))
         wait_for(lambda: daemon.states("fragile").get(2) == State.LOADING, what="v2 failure recorded")
-        time.sleep(2)  # several rescans: no retry while the files stay the same
-        assert daemon.log().count("model fragile version 2: LOADING: ") == 1
+        wait_for_passes(daemon, "fragile", more=3)
+        assert daemon.log().count("model fragile version 2: LOADING: ") == 1, "no retry while the files stay the same"
         np.testing.assert_array_equal(daemon.predict("fragile", {"x": np.ones((1, 4), np.float32)})["y"], 1.0)
 
         (base / "2" / "model.onnx").unlink()  # fixed: a good model replaces the broken file
@@ -266,7 +281,8 @@ def test_deleted_base_path_keeps_serving_and_a_broken_version_is_retried_only_on
 
         moved = models / "moved-away"
         shutil.move(str(base), str(moved))
-        time.sleep(1.5)
+        wait_for(lambda: "cannot read base path" in daemon.log(), what="the vanished base path noticed")
+        wait_for_passes(daemon, "fragile")
         assert daemon.states("fragile")[2] == State.AVAILABLE, "a vanished base path does not unload anything"
         np.testing.assert_array_equal(daemon.predict("fragile", {"x": np.ones((1, 4), np.float32)})["y"], 2.0)
         assert daemon.log().count("cannot read base path") == 1, "logged once, not every poll"

@@ -30,7 +30,7 @@ def validate(config: str, check_models: bool, as_json: bool) -> None:
     result = _check(config)
     issues = list(result.issues)
     if check_models and result.config is not None:
-        from ovmsd.config.model_check import check_models as check_on_disk  # imports OpenVINO: only when asked
+        from ovmsd.source.model_check import check_models as check_on_disk  # imports OpenVINO: only when asked
 
         issues += check_on_disk(result.config, result.positions)
     if as_json:

@@ -42,13 +42,17 @@ def write_config(path: Path, models: list[dict[str, Any]]) -> Path:
 class Daemon:
     """``python -m ovmsd`` as a subprocess. Use as a context manager; leaving it stops the process (SIGTERM)."""
 
-    def __init__(self, args: list[str], log_path: Path, port: int | None = None) -> None:
+    def __init__(
+        self, args: list[str], log_path: Path, port: int | None = None, launcher: list[str] | None = None
+    ) -> None:
+        """``launcher`` replaces ``python -m ovmsd`` (e.g. a script that runs the daemon with a held loader)."""
         self.port = port or free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = log_path.open("wb")
+        command = launcher or [sys.executable, "-m", "ovmsd"]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ovmsd", *args, "--port", str(self.port), "--bind-address", "127.0.0.1"],
+            [*command, *args, "--port", str(self.port), "--bind-address", "127.0.0.1"],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=REPO,

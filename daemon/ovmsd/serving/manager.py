@@ -264,6 +264,8 @@ class ModelManager:
             on_disk, skipped = list_versions(config.base_path)
         except OSError as exc:
             self._report_problem(served, f"cannot read base path {config.base_path}: {exc.strerror or exc}")
+            served.passes += 1
+            log.debug("model %s: pass %d: the base path is unreadable", name, served.passes)
             return ModelOutcome(name, "unchanged", self._available(served), (served.problem,))
         self._report_problem(served, "")
         new_skipped = frozenset(skipped) - served.skipped
