@@ -1,103 +1,95 @@
-"""Daemon settings: the canonical command line of ``python -m ovmsd`` (``ovmsctl start`` builds it)."""
+"""Daemon settings: the canonical command line of ``python -m ovmsd`` (``ovmsctl start`` builds it).
+
+The options, their defaults and their range checks come from :mod:`ovmsd.options`; this module only turns them
+into an argparse parser and a :class:`Settings`.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-DEFAULT_PORT = 9000
+from ovmsd.options import OPTIONS, Option, default_of, factory_of, in_group
 
-
-def default_grpc_workers() -> int:
-    """Twice the usable cores, at least 4.
-
-    Fewer threads serve small models much faster (less contention for the GIL: about 2,500-2,900 vs 2,180 requests/s
-    for a tiny model on 2 cores with 4 vs 16 workers; see BENCHMARKS.md) while keeping every OpenVINO stream busy.
-    """
-    return max(4, 2 * len(os.sched_getaffinity(0)))
-
-
-DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024 * 1024  # 1 GiB, like OVMS
-
-SINGLE_MODEL_OPTIONS = (
-    "model_name",
-    "model_path",
-    "batch_size",
-    "shape",
-    "layout",
-    "model_version_policy",
-    "nireq",
-    "target_device",
-    "plugin_config",
-)
+SINGLE_MODEL_OPTIONS = tuple(o.dest for o in in_group("model"))
 
 
 @dataclass(frozen=True)
 class Settings:
+    """What the daemon runs with. Every default is the option table's (a test checks that they agree)."""
+
     config_path: Path | None
     single_model: dict[str, str]  # the single-model options given, by their canonical names
-    port: int = DEFAULT_PORT
-    bind_address: str = "127.0.0.1"
-    log_level: str = "INFO"
-    log_file: Path | None = None
-    grpc_workers: int = field(default_factory=default_grpc_workers)
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    shape_cache_size: int = 4
-    reshape_timeout_s: float = 30.0
-    cache_dir: Path | None = None
-    drain_timeout_s: float = 30.0
-    state_dir: Path | None = None  # pidfile and control socket; None: neither (a bare `python -m ovmsd`)
-    metrics_port: int | None = None  # Prometheus /metrics on bind_address; None: off
-    file_system_poll_wait_s: float = 1.0  # live updates: rescan interval; 0 turns watching off
-    force_polling: bool = False  # watch by polling (NFS, bind mounts) instead of inotify
-    ready_fd: int | None = None  # set by `ovmsctl start`: where to say READY or FAILED (ovmsd.runtime.readyfd)
+    port: int = default_of("port")
+    bind_address: str = default_of("bind_address")
+    log_level: str = default_of("log_level")
+    log_file: Path | None = default_of("log_file")  # noqa: RUF009 (None)
+    grpc_workers: int = field(default_factory=factory_of("grpc_workers"))
+    load_workers: int = field(default_factory=factory_of("load_workers"))  # model versions loading at once
+    max_message_bytes: int = default_of("max_message_bytes")
+    shape_cache_size: int = default_of("shape_cache_size")
+    reshape_timeout_s: float = default_of("reshape_timeout_s")
+    cache_dir: Path | None = default_of("cache_dir")  # noqa: RUF009 (None)
+    drain_timeout_s: float = default_of("drain_timeout_s")
+    # pidfile and control socket; None: neither (a bare `python -m ovmsd`)
+    state_dir: Path | None = default_of("state_dir")  # noqa: RUF009 (None)
+    metrics_port: int | None = default_of("metrics_port")  # Prometheus /metrics on bind_address; None: off
+    file_system_poll_wait_s: float = default_of("file_system_poll_wait_s")  # 0 turns watching off
+    force_polling: bool = default_of("force_polling")  # watch by polling (NFS, bind mounts) instead of inotify
+    ready_fd: int | None = default_of("ready_fd")  # set by `ovmsctl start`: where to say READY or FAILED
+
+
+def _checked(option: Option) -> Callable[[str], Any]:
+    """An argparse ``type`` applying the table's conversion and range check, with the table's message."""
+
+    def convert(text: str) -> Any:
+        try:
+            return option.parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc).rstrip(".")) from None
+
+    return convert
+
+
+def _help(option: Option) -> str:
+    if option.hidden:
+        return argparse.SUPPRESS
+    extra = option.range_text()
+    text = option.help_text()
+    return f"{text} [{extra}]" if extra else text
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ovmsd", description="OpenVINO model server daemon (TF Serving gRPC API)")
-    p.add_argument("--config", type=Path, dest="config_path")
-    for name in SINGLE_MODEL_OPTIONS:
-        p.add_argument("--" + name.replace("_", "-"), dest=name)
-    p.add_argument("--port", type=int, default=DEFAULT_PORT)
-    p.add_argument("--bind-address", default="127.0.0.1")
-    p.add_argument(
-        "--log-level", default="INFO", type=str.upper, choices=["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"]
+    """Every option of the table, under all its spellings. Absent options stay absent: Settings has the defaults."""
+    p = argparse.ArgumentParser(
+        prog="ovmsd",
+        description="OpenVINO model server daemon (TF Serving gRPC API)",
+        argument_default=argparse.SUPPRESS,
     )
-    p.add_argument("--log-file", type=Path)
-    p.add_argument("--grpc-workers", type=int, default=default_grpc_workers())
-    p.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES)
-    p.add_argument("--shape-cache-size", type=int, default=4)
-    p.add_argument("--reshape-timeout", type=float, default=30.0, dest="reshape_timeout_s")
-    p.add_argument("--cache-dir", type=Path)
-    p.add_argument("--drain-timeout", type=float, default=30.0, dest="drain_timeout_s")
-    p.add_argument("--state-dir", type=Path, help="pidfile and control socket (for ovmsctl status/stop/reload)")
-    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (off by default)")
-    p.add_argument(
-        "--file-system-poll-wait-seconds",
-        type=float,
-        default=1.0,
-        dest="file_system_poll_wait_s",
-        help="watch model directories and the config file, rescanning at this interval; 0: off",
-    )
-    p.add_argument(
-        "--poll",
-        action="store_true",
-        dest="force_polling",
-        help="watch by polling instead of inotify (NFS and other file systems whose events go missing)",
-    )
-    p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    for option in OPTIONS:
+        if option.kind == "flag":
+            p.add_argument(*option.spellings, dest=option.dest, action="store_true", help=_help(option))
+        else:
+            p.add_argument(
+                *option.spellings,
+                dest=option.dest,
+                type=_checked(option),
+                metavar=option.key.upper(),
+                help=_help(option),
+            )
     return p
 
 
 def parse(argv: list[str]) -> Settings:
     p = parser()
     args = vars(p.parse_args(argv))
-    single = {k: args.pop(k) for k in SINGLE_MODEL_OPTIONS}
-    single = {k: v for k, v in single.items() if v is not None}
-    if args["config_path"] is not None and single:
+    single = {k: args.pop(k) for k in SINGLE_MODEL_OPTIONS if k in args}
+    config_path = args.pop("config_path", None)
+    if config_path is not None and single:
         p.error("--config cannot be combined with single-model options (" + ", ".join(sorted(single)) + ")")
-    if args["config_path"] is None and not {"model_name", "model_path"} <= set(single):
+    if config_path is None and not {"model_name", "model_path"} <= set(single):
         p.error("give --config PATH, or --model-name NAME with --model-path DIR")
-    return Settings(single_model=single, **args)
+    return Settings(config_path=config_path, single_model=single, **args)

@@ -11,14 +11,13 @@ from typing import Any, TypeVar
 import click
 
 import ovmsctl
-from ovmsctl.options import MODEL_OPTIONS, check_model_source, daemon_argv, daemon_options, dest
+from ovmsctl.options import check_model_source, daemon_argv, daemon_options, given_model_options
 from ovmsctl.unit import UnitSpec, render, uses_tmp
+from ovmsd.options import default_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_NAME = "ovmsctl"  # RuntimeDirectory=ovmsctl is the default state dir of `ovmsctl status`
-DEFAULT_DRAIN_S = 30.0
-DEFAULT_PORT = 9000
 
 
 @click.group()
@@ -52,7 +51,10 @@ def _unit_options(func: F) -> F:
 @service.command("print")
 @_unit_options
 def print_unit(**options: Any) -> None:
-    """Print the unit these options give."""
+    """Print the unit these options give.
+
+    Exits 0 when printed, 1 when the config or the single-model options are invalid, 2 on bad options.
+    """
     spec = unit_spec(**options)
     _warn(spec)
     click.echo(render(spec), nl=False)
@@ -67,7 +69,11 @@ def print_unit(**options: Any) -> None:
     help="Write the unit here [default: /etc/systemd/system, or ~/.config/systemd/user with --user].",
 )
 def install(force: bool, unit_dir: Path | None, **options: Any) -> None:
-    """Write the unit file, then tell how to enable it."""
+    """Write the unit file, then tell how to enable it.
+
+    Exits 0 when written, 1 when the config is invalid, the unit exists (without --force) or cannot be written,
+    2 on bad options.
+    """
     spec = unit_spec(**options)
     _warn(spec)
     directory = unit_dir or _default_unit_dir(spec.user_unit)
@@ -114,8 +120,8 @@ def unit_spec(
         write_paths.append(Path(options["log_file"]).absolute().parent)
     if options.get("cache_dir") is not None:
         write_paths.append(Path(options["cache_dir"]).absolute())
-    ports = [options.get("port") or DEFAULT_PORT, options.get("metrics_port") or 0]
-    drain = options.get("drain_timeout") or DEFAULT_DRAIN_S
+    ports = [_given_or_default(options, "port"), options.get("metrics_port") or 0]
+    drain = _given_or_default(options, "drain_timeout_s", "drain_timeout")
     return UnitSpec(
         name=name,
         command=[sys.executable, "-m", "ovmsctl", "start", "--foreground", *daemon_argv(config, options)],
@@ -131,6 +137,12 @@ def unit_spec(
     )
 
 
+def _given_or_default(options: dict[str, Any], dest: str, key: str | None = None) -> Any:
+    """The option's value, else the daemon's default from the option table (0 is a value, not "not given")."""
+    value = options.get(key or dest)
+    return default_of(dest) if value is None else value
+
+
 def _read_models(config: Path | None, options: dict[str, Any]) -> list[tuple[Path, str]]:
     """(base path, target device) of every model, from the config file or the single-model options."""
     from ovmsd.config.loader import ConfigError, load_config, single_model_config
@@ -139,8 +151,7 @@ def _read_models(config: Path | None, options: dict[str, Any]) -> list[tuple[Pat
         if config is not None:
             server_config = load_config(config)
         else:
-            single = {dest(n): options[dest(n)] for n, _, _ in MODEL_OPTIONS if options.get(dest(n)) is not None}
-            server_config = single_model_config(**single)
+            server_config = single_model_config(**given_model_options(options))
     except (ConfigError, OSError, ValueError) as exc:
         raise click.ClickException(f"invalid configuration: {exc}") from exc
     return [(Path(m.base_path).absolute(), m.target_device) for m in server_config.models]
