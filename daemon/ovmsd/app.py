@@ -76,7 +76,7 @@ class Daemon:
             self.loader,
             drain_timeout_s=settings.drain_timeout_s,
             settle_s=SETTLE_S,
-            load_workers=getattr(settings, "load_workers", 2),  # TODO: the option table's --load-workers
+            load_workers=settings.load_workers,
         )
         self.updates: LiveUpdates | None = None
         self._config_digest: str | None = None  # of the config file last read
