@@ -10,13 +10,11 @@ from typing import Any
 import click
 
 from ovmsctl import output
-from ovmsctl.control import ControlError, NotRunning, call, remove_stale_files
+from ovmsctl.control import EXIT_APPLIED_WITH_ERRORS, EXIT_FAILED, ControlError, NotRunning, call, remove_stale_files
 from ovmsctl.launch import launch
 from ovmsctl.options import check_model_source, daemon_argv, daemon_options, resolve_state_dir, state_dir_option
 from ovmsctl.processes import terminate
 from ovmsd.runtime.statedir import StateDir, is_daemon_process, read_pid
-
-EXIT_RELOAD_ERRORS = 4  # the config was applied, but some model versions failed to load
 
 
 @click.command()
@@ -34,7 +32,11 @@ def start(config: Path | None, state_dir: Path | None, foreground: bool, timeout
     """Start the model server daemon: in the background (the default), or in the foreground.
 
     In the background, waits until gRPC listens and every model's first load is done (successfully or not), then
-    prints the pid, the address and one line per model. Exits 1 when start-up fails, with the reason.
+    prints the pid, the address and one line per model.
+
+    Exits 0 when the daemon is ready, 1 when it did not start (the reason is printed; a model that fails to load
+    is no start failure), 2 on bad options, 4 when a daemon already runs for the state dir but does not answer.
+    With --foreground the daemon replaces ovmsctl and exits 0 after a graceful stop, 1 when start-up fails.
     """
     check_model_source(config, options)
     directory = StateDir(resolve_state_dir(state_dir))
@@ -87,7 +89,8 @@ def _refuse_if_running(directory: StateDir) -> None:
 def stop(state_dir: Path | None, timeout: float) -> None:
     """Stop the daemon: SIGTERM (refuse new requests, finish those in flight, exit), SIGKILL after --timeout.
 
-    Exits 0 when it stopped or was not running.
+    Exits 0 when it stopped (or was killed after --timeout) or was not running, 1 when it is still there after
+    SIGKILL.
     """
     directory = StateDir(resolve_state_dir(state_dir))
     pid = _running_pid(directory)
@@ -124,8 +127,8 @@ def _running_pid(directory: StateDir) -> int | None:
 def reload(state_dir: Path | None, as_json: bool) -> None:
     """Re-read the config file now and apply it; print what happened to each model.
 
-    Exits 0 when applied, 1 when the config was rejected (nothing changed), 4 when it was applied but some model
-    versions failed to load, 3 when the daemon is not running.
+    Exits 0 when applied, 1 when the config was rejected (nothing changed), 3 when the daemon is not running,
+    4 when it runs but does not answer, 5 when the config was applied but some model versions failed to load.
     """
     directory = StateDir(resolve_state_dir(state_dir))
     answer = call(directory, "reload", timeout=None)
@@ -135,6 +138,6 @@ def reload(state_dir: Path | None, as_json: bool) -> None:
     else:
         click.echo("\n".join(output.reloaded(result)))
     if result["outcome"] == "rejected":
-        click.get_current_context().exit(1)
+        click.get_current_context().exit(EXIT_FAILED)
     if result["outcome"] == "applied_with_errors":
-        click.get_current_context().exit(EXIT_RELOAD_ERRORS)
+        click.get_current_context().exit(EXIT_APPLIED_WITH_ERRORS)
