@@ -624,7 +624,6 @@ def test_unserved_ovms_features_become_warnings() -> None:
         "pipeline_config_list is accepted but not served: pipelines (DAGs) are not supported (2 entries)",
         "mediapipe_config_list is accepted but not served: MediaPipe graphs are not supported (1 entry)",
         "custom_loader_config_list is accepted but not served: custom loaders are not supported (1 entry)",
-        "monitoring is accepted but ignored: this server has no metrics endpoint",
         "model 'seq' is stateful; stateful models are not supported, it is served as a stateless model",
         "model 'plain': low_latency_transformation is ignored (it applies only to stateful models)",
         "model 'custom': custom_loader_options is ignored (custom loaders are not supported)",

@@ -114,7 +114,7 @@ def test_json_report_of_a_valid_config(tmp_path: Path) -> None:
         "path": str(path),
         "models": ["a", "b"],
         "errors": [],
-        "warnings": ["monitoring is accepted but ignored: this server has no metrics endpoint"],
+        "warnings": [],
     }
 
 

@@ -201,6 +201,7 @@ class Daemon:
         except (ConfigError, OSError) as exc:
             raise StartupError(f"invalid configuration: {exc}") from exc
         server = self._listen(resources)
+        self._serve_metrics(config, resources)
         if state_dir is not None:
             self._open_control(state_dir, resources)
         server.start()
@@ -279,17 +280,28 @@ class Daemon:
             raise StartupError(str(exc)) from exc
         resources.callback(server.stop, None)  # no-op after a graceful stop; closes the port if start-up fails
         self.state.address = f"{s.bind_address}:{port}"
-        if self.metrics is not None and s.metrics_port is not None:
-            try:
-                metrics_port = self.metrics.serve(s.bind_address, s.metrics_port)
-            except OSError as exc:
-                raise StartupError(
-                    f"cannot serve metrics on {s.bind_address}:{s.metrics_port}: {exc.strerror or exc}"
-                ) from exc
-            resources.callback(self.metrics.close)
-            self.state.metrics_address = f"{s.bind_address}:{metrics_port}"
-            log.info("metrics on http://%s/metrics", self.state.metrics_address)
         return server
+
+    def _serve_metrics(self, config: ServerConfig, resources: contextlib.ExitStack) -> None:
+        """/metrics on --metrics-port, as the config's monitoring section says: off with ``enable: false``, only the
+        ``metrics_list`` families when given. Read at start-up only: a reload does not change it."""
+        s, monitoring = self.settings, config.monitoring
+        if self.metrics is None or s.metrics_port is None:
+            if monitoring.asked_for:
+                log.warning("the config's monitoring section asks for metrics: give --metrics-port to serve them")
+            return
+        if monitoring.disabled:
+            log.info("metrics are off: the config's monitoring.metrics.enable is false")
+            return
+        try:
+            metrics_port = self.metrics.serve(s.bind_address, s.metrics_port, monitoring.metrics_list)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot serve metrics on {s.bind_address}:{s.metrics_port}: {exc.strerror or exc}"
+            ) from exc
+        resources.callback(self.metrics.close)
+        self.state.metrics_address = f"{s.bind_address}:{metrics_port}"
+        log.info("metrics on http://%s/metrics", self.state.metrics_address)
 
     def _watch(self, config: ServerConfig, resources: contextlib.ExitStack) -> None:
         s = self.settings

@@ -5,7 +5,8 @@ Checking happens in three passes over the parsed document, and every problem fou
 1. syntax: JSON errors come from :mod:`json`, YAML errors from :mod:`yaml`; either is a single issue;
 2. structure: the document is validated against ``schemas/config.schema.json`` with :mod:`jsonschema`, and each
    schema error is turned into a plain sentence;
-3. meaning: shape and batch strings must parse, model names must be unique, base paths must be local.
+3. meaning: shape and batch strings must parse, model names must be unique, base paths must be local, metric names
+   in ``monitoring`` must be metrics this server exports.
 
 Each issue carries a JSON pointer into the document and the 1-based line and column of the offending node, found by
 composing the text with a YAML loader (JSON is, for this purpose, YAML).
@@ -29,9 +30,11 @@ import jsonschema
 import yaml
 
 from ovmsd.config.models import (
+    METRIC_FAMILIES,
     BatchSize,
     InputShape,
     ModelConfig,
+    MonitoringConfig,
     ServerConfig,
     ShapeConfig,
     VersionPolicy,
@@ -492,13 +495,14 @@ def _check_document(
     issues = [*issues, *_schema_issues(doc, positions)]
     entries = _model_entries(doc)
     issues += _semantic_issues(entries, positions, {issue.pointer for issue in issues})
+    issues += _monitoring_issues(doc, positions)
     names = tuple(cfg["name"] for _, cfg in entries if isinstance(cfg.get("name"), str))
     warnings = tuple(_warnings(doc, entries)) if isinstance(doc, dict) else ()
     issues = _ordered(issues)
     config = None
     if not issues:
         models = tuple(_build_model(cfg, base_dir) for _, cfg in entries)
-        config = ServerConfig(models=models, source=source, warnings=warnings)
+        config = ServerConfig(models=models, source=source, warnings=warnings, monitoring=_build_monitoring(doc))
     return CheckResult(config, tuple(issues), warnings, names, positions, source)
 
 
@@ -543,6 +547,39 @@ def _semantic_issues(
     return issues
 
 
+def _metrics_section(doc: Any) -> Mapping[str, Any]:
+    monitoring = doc.get("monitoring") if isinstance(doc, dict) else None
+    metrics = monitoring.get("metrics") if isinstance(monitoring, dict) else None
+    return metrics if isinstance(metrics, dict) else {}
+
+
+def _monitoring_issues(doc: Any, positions: Positions) -> list[ConfigIssue]:
+    """Names in ``metrics_list`` that are no metric family of this server (the schema checks the types)."""
+    names = _metrics_section(doc).get("metrics_list")
+    if not isinstance(names, list):
+        return []
+    issues = []
+    for index, name in enumerate(names):
+        if not isinstance(name, str) or name in METRIC_FAMILIES:
+            continue
+        message = f"unknown metric '{name}'"
+        close = difflib.get_close_matches(name, METRIC_FAMILIES, n=1)
+        if close:
+            message += f" (did you mean '{close[0]}'?)"
+        message += f"; this server exports: {', '.join(METRIC_FAMILIES)}"
+        issues.append(positions.issue(f"/monitoring/metrics/metrics_list/{index}", message))
+    return issues
+
+
+def _build_monitoring(doc: Mapping[str, Any]) -> MonitoringConfig:
+    metrics = _metrics_section(doc)
+    names = metrics.get("metrics_list")
+    return MonitoringConfig(
+        enable=metrics.get("enable"),
+        metrics_list=tuple(dict.fromkeys(names)) if names is not None else None,
+    )
+
+
 def _value_problems(pointer: str, cfg: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     """``(pointer, message)`` for batch sizes and shapes that do not parse, and remote base paths."""
     batch = cfg.get("batch_size")
@@ -581,8 +618,6 @@ def _warnings(doc: Mapping[str, Any], entries: list[tuple[str, dict[str, Any]]])
         items = doc.get(key)
         if isinstance(items, list) and items:
             yield f"{key} is accepted but not served: {reason} ({len(items)} entr{'y' if len(items) == 1 else 'ies'})"
-    if "monitoring" in doc:
-        yield "monitoring is accepted but ignored: this server has no metrics endpoint"
     if "model_config_list" not in doc:
         yield "the config has no model_config_list, so no models are served"
     for _, cfg in entries:

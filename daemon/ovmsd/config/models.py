@@ -208,13 +208,63 @@ class ModelConfig:
         )
 
 
+# The metric families this server exports on --metrics-port, by their family names (counters without the _total of
+# their samples): what a config's monitoring.metrics.metrics_list may name. OVMS's names first, then ours, then the
+# standard process metrics. A test checks it against what ovmsd.observe.metrics really registers.
+OVMS_METRICS = (
+    "ovms_requests_success",
+    "ovms_requests_fail",
+    "ovms_request_time_us",
+    "ovms_inference_time_us",
+    "ovms_current_requests",
+)
+METRIC_FAMILIES = (
+    *OVMS_METRICS,
+    "ovmsctl_reshape_compiles",
+    "ovmsctl_reshape_failures",
+    "ovmsctl_shape_cache_hits",
+    "ovmsctl_shape_cache_evictions",
+    "ovmsctl_compiled_shapes",
+    "ovmsctl_version_loads",
+    "ovmsctl_version_load_seconds",
+    "ovmsctl_config_reloads",
+    "ovmsctl_config_generation",
+    "process_virtual_memory_bytes",
+    "process_resident_memory_bytes",
+    "process_start_time_seconds",
+    "process_cpu_seconds",
+    "process_open_fds",
+    "process_max_fds",
+)
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """OVMS's ``monitoring.metrics`` section. Metrics are served only with ``--metrics-port`` (OVMS serves them on
+    its REST port, which this server does not have); ``enable: false`` turns them off even then, and
+    ``metrics_list`` (None: all) chooses which families are exported."""
+
+    enable: bool | None = None  # None: not given (the metrics port alone decides)
+    metrics_list: tuple[str, ...] | None = None
+
+    @property
+    def disabled(self) -> bool:
+        return self.enable is False
+
+    @property
+    def asked_for(self) -> bool:
+        """Whether the section asks for metrics (``enable: true`` or a list), which needs a metrics port here."""
+        return self.enable is True or (self.enable is None and self.metrics_list is not None)
+
+
 @dataclass(frozen=True)
 class ServerConfig:
-    """The whole served configuration: the models, and where it came from."""
+    """The whole served configuration: the models, the monitoring section, and where it came from."""
 
     models: tuple[ModelConfig, ...] = ()
     source: Path | None = None
     warnings: tuple[str, ...] = ()
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
 
+from ovmsd.observe.metrics_filter import FamilyFilter
 from ovmsd.observe.report import RELOAD_OUTCOMES
 from ovmsd.serving.states import State
 
@@ -174,9 +175,10 @@ class Metrics:
         self._loads.labels(name, "success" if ok else "failure").inc()
         self._load_seconds.labels(name).observe(seconds)
 
-    def serve(self, address: str, port: int) -> int:
-        """Serve /metrics over HTTP; returns the port bound. Raises OSError (port in use...)."""
-        server, _ = start_http_server(port, addr=address, registry=self.registry)
+    def serve(self, address: str, port: int, families: Collection[str] | None = None) -> int:
+        """Serve /metrics over HTTP, only ``families`` when given (the config's metrics_list); returns the port
+        bound. Raises OSError (port in use...)."""
+        server, _ = start_http_server(port, addr=address, registry=FamilyFilter(self.registry, families))
         self._server = server
         return int(server.server_port)
 
