@@ -11,7 +11,13 @@ import pytest
 from click.testing import CliRunner
 
 from ovmsctl.cli import cli
-from ovmsctl.control import EXIT_APPLIED_WITH_ERRORS, EXIT_NOT_ANSWERING, EXIT_NOT_RUNNING
+from ovmsctl.control import (
+    EXIT_APPLIED_WITH_ERRORS,
+    EXIT_FAILED,
+    EXIT_NOT_ANSWERING,
+    EXIT_NOT_RUNNING,
+    EXIT_USAGE,
+)
 from tests.support.ctl import Ctl, wait_until
 from tests.support.daemon import write_config
 from tests.support.models import save, scale_model
@@ -35,7 +41,8 @@ def ctl(tmp_path: Path) -> Iterator[Ctl]:
 
 
 def test_the_codes_are_distinct() -> None:
-    assert len({1, 2, EXIT_NOT_RUNNING, EXIT_NOT_ANSWERING, EXIT_APPLIED_WITH_ERRORS}) == 5
+    codes = [EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_NOT_ANSWERING, EXIT_APPLIED_WITH_ERRORS]
+    assert codes == [1, 2, 3, 4, 5], "documented in docs/operations.md and every command's --help"
 
 
 def test_reload_applied_with_errors_exits_5(ctl: Ctl, tmp_path: Path) -> None:
