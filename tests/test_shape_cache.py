@@ -31,8 +31,8 @@ class GatedCore:
         self.compile_started = threading.Event()
         self.compiles = 0
 
-    def read_model(self, path: str) -> ov.Model:
-        return self.core.read_model(path)
+    def read_model(self, path: str, config: dict | None = None) -> ov.Model:
+        return self.core.read_model(path, config=config or {})
 
     def compile_model(self, model: ov.Model, device: str, config: dict) -> ov.CompiledModel:
         self.compiles += 1
