@@ -440,12 +440,12 @@ def test_broken_model_fields(extra: str, pointer: str, line: int, column: int, f
 
 
 def test_empty_name_and_remote_base_path() -> None:
-    text = one_model().replace('"resnet"', '""').replace('"models/resnet"', '"s3://bucket/resnet"')
+    text = one_model().replace('"resnet"', '""').replace('"models/resnet"', '"gs://bucket/resnet"')
     name, base_path = issues_of(text)
     assert (name.pointer, name.line, name.column) == (f"{CONFIG}/name", 4, 15)
     assert name.message == "name must be a non-empty string, got ''"
     assert (base_path.pointer, base_path.line, base_path.column) == (f"{CONFIG}/base_path", 5, 20)
-    assert "only local paths are supported" in base_path.message
+    assert "(gs://) base paths are not supported yet" in base_path.message
 
 
 def test_missing_required_keys_point_at_the_model_config() -> None:

@@ -49,6 +49,7 @@ from ovmsd.serving.instance import ServingOptions, instance_loader
 from ovmsd.serving.loads import TimedLoader
 from ovmsd.serving.manager import ModelManager
 from ovmsd.settings import Settings, parse
+from ovmsd.source.objectstore import MirrorSet
 from ovmsd.source.updates import LiveUpdates, config_digest
 
 log = logging.getLogger("ovmsd")
@@ -64,6 +65,8 @@ class StartupError(Exception):
 
 
 class Daemon:
+    mirrors: MirrorSet | None = None  # local copies of the s3:// base paths; made by _start (see _open_mirrors)
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         options = ServingOptions(
@@ -102,8 +105,10 @@ class Daemon:
         s = self.settings
         if s.config_path is not None:
             self._config_digest = config_digest(s.config_path)
-            return load_config(s.config_path)
-        return single_model_config(**s.single_model)
+            config = load_config(s.config_path)
+        else:
+            config = single_model_config(**s.single_model)
+        return self.mirrors.localize(config) if self.mirrors is not None else config
 
     def reload_if_changed(self) -> None:
         """The config file watcher's callback: ask for a reload when the content differs from what was last read."""
@@ -150,7 +155,10 @@ class Daemon:
         # New version directories wait until they are quiet only where the watcher comes back for them later;
         # at start-up, and without live updates, they load as they are.
         settle = trigger != "startup" and self.updates is not None
+        unused_mirrors = self.mirrors.configure(config) if self.mirrors is not None else []  # first syncs done
         outcomes = tuple(self.manager.apply(config, settle=settle))
+        if self.mirrors is not None:
+            self.mirrors.discard(unused_mirrors)  # their models are retired: drop their caches
         if self.updates is not None:
             self.updates.config_applied(config)
         self.state.generation += 1
@@ -163,7 +171,8 @@ class Daemon:
     # -- reports ---------------------------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        return status_report(self.state, self.manager.snapshot(), self.loader.last_seconds)
+        stores = self.mirrors.status_by_model() if self.mirrors is not None else None
+        return status_report(self.state, self.manager.snapshot(), self.loader.last_seconds, stores)
 
     def summary(self) -> str:
         """A short line for systemd's STATUS=."""
@@ -196,6 +205,7 @@ class Daemon:
         state_dir = StateDir(s.state_dir) if s.state_dir is not None else None
         if state_dir is not None:
             self._claim(state_dir, resources)
+        self._open_mirrors(resources)
         try:
             config = self.read_config()
         except (ConfigError, OSError) as exc:
@@ -303,6 +313,21 @@ class Daemon:
         self.state.metrics_address = f"{s.bind_address}:{metrics_port}"
         log.info("metrics on http://%s/metrics", self.state.metrics_address)
 
+    def _open_mirrors(self, resources: contextlib.ExitStack) -> None:
+        """Object-store base paths are served from local mirrors in one cache root: --object-store-cache-dir, else
+        the state dir's object-store folder, else a temporary dir. Each mirror lists its store every
+        --file-system-poll-wait-seconds and nudges the manager when a version was installed or removed."""
+        s = self.settings
+        root = s.object_store_cache_dir or (s.state_dir.absolute() / "object-store" if s.state_dir else None)
+        metrics = self.metrics
+        self.mirrors = MirrorSet(
+            root,
+            interval_s=s.file_system_poll_wait_s,
+            on_change=self.manager.reconcile,
+            on_error=metrics.object_store_error if metrics is not None else lambda name: None,
+        )
+        resources.callback(self.mirrors.close)
+
     def _watch(self, config: ServerConfig, resources: contextlib.ExitStack) -> None:
         s = self.settings
         if s.file_system_poll_wait_s <= 0:
@@ -358,6 +383,8 @@ class Daemon:
         self.notifier.stopping("stopping: draining requests")
         log.info("stopping: refusing new requests, draining %d in flight (up to %.0f s)", self.gate.running, grace)
         self._stop_watching()
+        if self.mirrors is not None:
+            self.mirrors.stop()  # an object-store download in progress is abandoned
         if not self.gate.drain(grace, QUIET_S):
             log.warning("%d requests still running after %.0f s: cancelling them", self.gate.running, grace)
         server.stop(grace=max(0.0, deadline - time.monotonic())).wait()

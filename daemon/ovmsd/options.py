@@ -299,8 +299,19 @@ OPTIONS: tuple[Option, ...] = (
         shown_default="none",
     ),
     Option(
+        "--object-store-cache-dir",
+        "Where models with s3:// base paths are mirrored (one folder per base path, each version downloaded whole "
+        "before it is renamed into place); kept across restarts.",
+        aliases=("--object_store_cache_dir",),
+        kind="path",
+        path="dir",
+        absolute=True,
+        shown_default="the state dir's object-store folder, else a temporary dir removed on exit",
+    ),
+    Option(
         "--file-system-poll-wait-seconds",
-        "Watch model directories and the config file; rescan at this interval (0: no live updates).",
+        "Watch model directories and the config file; rescan (and list object stores) at this interval (0: no "
+        "live updates; object stores are listed at start-up only).",
         aliases=("--file_system_poll_wait_seconds",),
         kind="float",
         default=1.0,

@@ -33,6 +33,8 @@ class Settings:
     shape_cache_size: int = default_of("shape_cache_size")
     reshape_timeout_s: float = default_of("reshape_timeout_s")
     cache_dir: Path | None = default_of("cache_dir")  # noqa: RUF009 (None)
+    # mirrors of s3:// base paths; None: the state dir's object-store folder, else a temporary dir
+    object_store_cache_dir: Path | None = default_of("object_store_cache_dir")  # noqa: RUF009 (None)
     drain_timeout_s: float = default_of("drain_timeout_s")
     # pidfile and control socket; None: neither (a bare `python -m ovmsd`)
     state_dir: Path | None = default_of("state_dir")  # noqa: RUF009 (None)

@@ -5,8 +5,8 @@ Checking happens in three passes over the parsed document, and every problem fou
 1. syntax: JSON errors come from :mod:`json`, YAML errors from :mod:`yaml`; either is a single issue;
 2. structure: the document is validated against ``schemas/config.schema.json`` with :mod:`jsonschema`, and each
    schema error is turned into a plain sentence;
-3. meaning: shape and batch strings must parse, model names must be unique, base paths must be local, metric names
-   in ``monitoring`` must be metrics this server exports.
+3. meaning: shape and batch strings must parse, model names must be unique, base paths must be local or ``s3://``
+   URLs (with boto3 installed), metric names in ``monitoring`` must be metrics this server exports.
 
 Each issue carries a JSON pointer into the document and the 1-based line and column of the offending node, found by
 composing the text with a YAML loader (JSON is, for this purpose, YAML).
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import importlib.util
 import json
 import os
 import re
@@ -37,7 +38,9 @@ from ovmsd.config.models import (
     MonitoringConfig,
     ServerConfig,
     ShapeConfig,
+    StoreUrl,
     VersionPolicy,
+    is_remote,
 )
 
 Format = Literal["json", "yaml"]
@@ -48,7 +51,7 @@ STDIN_NAME = "<stdin>"
 COMMAND_LINE_NAME = "<command line>"
 _JSON_SUFFIXES = {".json"}
 _YAML_SUFFIXES = {".yaml", ".yml"}
-_REMOTE_PREFIXES = ("s3://", "gs://", "az://", "azure://", "azfs://", "http://", "https://")
+S3_EXTRA = "install the s3 extra: pip install 'ovmsctl[s3]'"
 _UNSERVED_LISTS = {
     "pipeline_config_list": "pipelines (DAGs) are not supported",
     "mediapipe_config_list": "MediaPipe graphs are not supported",
@@ -581,7 +584,7 @@ def _build_monitoring(doc: Mapping[str, Any]) -> MonitoringConfig:
 
 
 def _value_problems(pointer: str, cfg: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    """``(pointer, message)`` for batch sizes and shapes that do not parse, and remote base paths."""
+    """``(pointer, message)`` for batch sizes and shapes that do not parse, and remote base paths not served."""
     batch = cfg.get("batch_size")
     if isinstance(batch, str | int) and not isinstance(batch, bool):
         try:
@@ -594,8 +597,21 @@ def _value_problems(pointer: str, cfg: Mapping[str, Any]) -> Iterator[tuple[str,
         except ValueError as exc:
             yield sub_pointer, f"{label} {value if isinstance(value, str) else _show(value)} is invalid: {exc}"
     base_path = cfg.get("base_path")
-    if isinstance(base_path, str) and base_path.lower().startswith(_REMOTE_PREFIXES):
-        yield f"{pointer}/base_path", f"base_path {_show(base_path)} is remote storage; only local paths are supported"
+    if isinstance(base_path, str) and is_remote(base_path):
+        problem = _store_problem(base_path)
+        if problem:
+            yield f"{pointer}/base_path", f"base_path {_show(base_path)}: {problem}"
+
+
+def _store_problem(url: str) -> str | None:
+    """Why an object-store base path cannot be served here, or None. boto3 is looked for, not imported (slow)."""
+    try:
+        StoreUrl.parse(url)
+    except ValueError as exc:
+        return str(exc)
+    if importlib.util.find_spec("boto3") is None:
+        return f"s3:// base paths need boto3, which is not installed; {S3_EXTRA}"
+    return None
 
 
 def _shape_values(pointer: str, shape: Any) -> Iterator[tuple[str, str, str | list[int]]]:
@@ -638,9 +654,12 @@ def _model_warnings(cfg: Mapping[str, Any]) -> Iterator[str]:
 
 def _build_model(cfg: Mapping[str, Any], base_dir: Path) -> ModelConfig:
     batch = cfg.get("batch_size")
+    store = StoreUrl.parse(cfg["base_path"]) if is_remote(cfg["base_path"]) else None
     return ModelConfig(
         name=cfg["name"],
-        base_path=resolve_base_path(cfg["base_path"], base_dir),
+        # an object-store model: the mirror's folder name, placed in the object-store cache by the daemon
+        base_path=Path(store.mirror_name()) if store else resolve_base_path(cfg["base_path"], base_dir),
+        source_url=str(store) if store else None,
         batch_size=BatchSize.parse(batch) if batch is not None else None,
         shape=_build_shape(cfg.get("shape")),
         layout=dict(cfg["layout"]) if isinstance(cfg.get("layout"), dict) else cfg.get("layout"),

@@ -6,9 +6,10 @@ manager compares them to decide what to reload, and the serving layer reads shap
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -172,10 +173,75 @@ class VersionPolicy:
 
 PluginValue = str | int | float | bool
 
+OBJECT_STORE_SCHEMES = ("s3",)  # served through a local mirror (ovmsd.source.objectstore)
+_UNSUPPORTED_STORES = {"gs": "Google Cloud Storage", "az": "Azure", "azure": "Azure", "azfs": "Azure"}
+_WEB_SCHEMES = ("http", "https")
+
+
+@dataclass(frozen=True)
+class StoreUrl:
+    """An object-store base path, ``s3://bucket/prefix/model``: the bucket and the key prefix (no slashes at its
+    ends; empty for a model at the bucket's root)."""
+
+    scheme: str
+    bucket: str
+    prefix: str
+
+    @classmethod
+    def parse(cls, url: str) -> StoreUrl:
+        """Raises ValueError with a plain sentence: an unsupported scheme, no bucket, or key segments (``.``,
+        ``..``, empty) that a local directory cannot mirror."""
+        scheme, sep, rest = url.partition("://")
+        scheme = scheme.lower()
+        if not sep:
+            raise ValueError(f"{url!r} is not a URL")
+        if scheme in _UNSUPPORTED_STORES:
+            raise ValueError(
+                f"{_UNSUPPORTED_STORES[scheme]} ({scheme}://) base paths are not supported yet; "
+                "use s3:// (S3 or an S3-compatible store) or a local path"
+            )
+        if scheme not in OBJECT_STORE_SCHEMES:
+            kind = "web URLs" if scheme in _WEB_SCHEMES else f"{scheme}:// URLs"
+            raise ValueError(f"{kind} are not model repositories; use s3:// or a local path")
+        bucket, _, prefix = rest.partition("/")
+        prefix = prefix.strip("/")
+        if not bucket:
+            raise ValueError(f"{url!r} names no bucket (expected s3://bucket/path/to/model)")
+        if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
+            raise ValueError(f"{url!r} has empty, '.' or '..' path segments; a local mirror cannot hold them")
+        return cls(scheme, bucket, prefix)
+
+    @property
+    def key_prefix(self) -> str:
+        """What every object key of the repository starts with (``prefix/``, or nothing at the bucket's root)."""
+        return f"{self.prefix}/" if self.prefix else ""
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.bucket}/{self.prefix}".rstrip("/")
+
+    def mirror_name(self) -> str:
+        """The mirror's folder name in the object-store cache: readable (bucket and last segment) and unique per
+        URL (a hash of it), one flat level so that two prefixes never nest inside each other's mirrors."""
+        tail = self.prefix.rsplit("/", 1)[-1] if self.prefix else ""
+        readable = re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(p for p in (self.scheme, self.bucket, tail) if p))
+        digest = hashlib.sha256(str(self).encode()).hexdigest()[:12]
+        return f"{readable}-{digest}"
+
+
+def is_remote(base_path: str) -> bool:
+    """Whether a configured base path is a URL (object storage or the web) rather than a local path."""
+    return re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", base_path) is not None
+
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """One ``model_config_list[].config`` entry, with defaults applied and paths resolved."""
+    """One ``model_config_list[].config`` entry, with defaults applied and paths resolved.
+
+    For an object-store model, ``source_url`` is the configured ``s3://`` URL and ``base_path`` is first only the
+    mirror's folder name (relative, :meth:`StoreUrl.mirror_name`): the loader knows no cache directory, so
+    ``ovmsctl validate`` and the daemon read a config alike. The daemon, which owns the cache, makes it the mirror's
+    absolute local directory before anything serves or watches it (:meth:`localized`).
+    """
 
     name: str
     base_path: Path
@@ -187,6 +253,17 @@ class ModelConfig:
     target_device: str = "CPU"
     plugin_config: Mapping[str, PluginValue] = field(default_factory=dict)
     allow_cache: bool = False
+    source_url: str | None = None  # an object-store base path (s3://...), mirrored into base_path
+
+    @property
+    def store_url(self) -> StoreUrl | None:
+        return StoreUrl.parse(self.source_url) if self.source_url is not None else None
+
+    def localized(self, cache_root: Path) -> ModelConfig:
+        """An object-store model with its base path in ``cache_root`` (unchanged: local models, or done already)."""
+        if self.source_url is None or self.base_path.is_absolute():
+            return self
+        return replace(self, base_path=cache_root / self.base_path)
 
     @property
     def has_auto(self) -> bool:
@@ -205,6 +282,7 @@ class ModelConfig:
             self.target_device,
             tuple(sorted(self.plugin_config.items())),
             self.allow_cache,
+            self.source_url,
         )
 
 
@@ -229,6 +307,7 @@ METRIC_FAMILIES = (
     "ovmsctl_version_load_seconds",
     "ovmsctl_config_reloads",
     "ovmsctl_config_generation",
+    "ovmsctl_object_store_errors",
     "process_virtual_memory_bytes",
     "process_resident_memory_bytes",
     "process_start_time_seconds",

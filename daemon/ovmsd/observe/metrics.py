@@ -165,6 +165,12 @@ class Metrics:
             buckets=LOAD_SECONDS_BUCKETS,
             registry=self.registry,
         )
+        self._object_store_errors = Counter(
+            "ovmsctl_object_store_errors",
+            "Failed attempts to list or download a model's object-store base path (the cached copy keeps serving).",
+            ["name"],
+            registry=self.registry,
+        )
         self.registry.register(ServingCollector(models, generation))
         self._server: WSGIServer | None = None
 
@@ -174,6 +180,9 @@ class Metrics:
     def version_loaded(self, name: str, version: int, ok: bool, seconds: float) -> None:
         self._loads.labels(name, "success" if ok else "failure").inc()
         self._load_seconds.labels(name).observe(seconds)
+
+    def object_store_error(self, name: str) -> None:
+        self._object_store_errors.labels(name).inc()
 
     def serve(self, address: str, port: int, families: Collection[str] | None = None) -> int:
         """Serve /metrics over HTTP, only ``families`` when given (the config's metrics_list); returns the port

@@ -7,7 +7,7 @@ fields freely, never rename or remove one without raising ``FORMAT``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -94,7 +94,14 @@ def serving_summary(state: DaemonState, models: Iterable[ModelSnapshot]) -> str:
     return f"serving {serving}/{len(configured)} models on {state.address} (config generation {state.generation})"
 
 
-def status_report(state: DaemonState, models: Iterable[ModelSnapshot], load_seconds: LoadSeconds) -> dict[str, Any]:
+def status_report(
+    state: DaemonState,
+    models: Iterable[ModelSnapshot],
+    load_seconds: LoadSeconds,
+    object_stores: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """``object_stores``: the mirror status of each model whose base path is in object storage, by model name."""
+    stores = object_stores or {}
     return {
         "format": FORMAT,
         "pid": state.pid,
@@ -107,16 +114,24 @@ def status_report(state: DaemonState, models: Iterable[ModelSnapshot], load_seco
         "config_path": state.config_path,
         "config_generation": state.generation,
         "last_reload": state.last_reload.to_dict() if state.last_reload else None,
-        "models": [model_report(model, load_seconds) for model in models],
+        "models": [model_report(model, load_seconds, stores.get(model.name)) for model in models],
     }
 
 
-def model_report(model: ModelSnapshot, load_seconds: LoadSeconds) -> dict[str, Any]:
+def model_report(
+    model: ModelSnapshot, load_seconds: LoadSeconds, object_store: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """``object_store``: the mirror's status for an ``s3://`` model (None for a local one). Its error is the model's
+    problem too when the manager has none, so that ``ovmsctl status`` shows it like any repository problem."""
+    problem = model.problem
+    if not problem and object_store is not None and object_store.get("error"):
+        problem = f"object store: {object_store['error']} (the cached copy keeps serving)"
     return {
         "name": model.name,
         "configured": model.configured,
         "base_path": model.base_path,
-        "problem": model.problem,
+        "problem": problem,
+        "object_store": dict(object_store) if object_store is not None else None,
         "versions": [version_report(v, load_seconds) for v in model.versions],
     }
 

@@ -1,12 +1,17 @@
 """``ovmsctl validate --check-models``: check that each configured model is on disk and that OpenVINO reads it.
 
-This module imports OpenVINO (slow to import), so it is only imported when models are actually checked.
+This module imports OpenVINO (slow to import), so it is only imported when models are actually checked. An
+``s3://`` model is checked like a local one: its store is listed, and each version the policy selects is downloaded
+whole into a temporary directory for OpenVINO to read.
 """
 
 from __future__ import annotations
 
 import difflib
+import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
 
 import openvino as ov
 
@@ -35,6 +40,8 @@ def check_models(
 
 def check_model(model: ModelConfig, pointer: str, at: IssueAt, core: ov.Core) -> list[ConfigIssue]:
     """The problems of one model: its base path, its version directories, and each version the policy selects."""
+    if model.source_url is not None:
+        return _check_remote(model, pointer, at, core)
     versions, problem = _versions_on_disk(model)
     if problem:
         return [at(f"{pointer}/base_path", problem)]
@@ -61,6 +68,39 @@ def _versions_on_disk(model: ModelConfig) -> tuple[list[int], str | None]:
             message += f"; it holds only {', '.join(skipped[:5])}" + (", ..." if len(skipped) > 5 else "")
         return [], message
     return versions, None
+
+
+def _check_remote(model: ModelConfig, pointer: str, at: IssueAt, core: ov.Core) -> list[ConfigIssue]:
+    """An object-store model: the versions listed in the store; the selected ones downloaded and read."""
+    from ovmsd.source.s3 import ObjectChanged, S3Repository, StoreError, s3_client  # boto3: only for s3:// models
+
+    url = model.store_url
+    assert url is not None
+    try:
+        repository = S3Repository(url, s3_client())
+        listing = repository.list()
+    except StoreError as exc:
+        return [at(f"{pointer}/base_path", f"model '{model.name}': {exc}")]
+    versions = sorted(listing.versions)
+    if not versions:
+        message = f"model '{model.name}': {url} has no version directories (expected objects like {url}/1/model.xml)"
+        return [at(f"{pointer}/base_path", message)]
+    issues = _policy_issues(model, versions, pointer, at)
+    with tempfile.TemporaryDirectory(prefix="ovmsctl-check-") as tmp:
+        local = replace(model, base_path=Path(tmp), source_url=None)
+        for version in sorted(model.version_policy.select(versions)):
+            try:
+                for obj in listing.versions[version]:
+                    dest = Path(tmp) / str(version) / obj.path
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    repository.download(version, obj, dest, lambda: False)
+            except (StoreError, ObjectChanged) as exc:
+                what = f"{exc} changed while it was downloaded" if isinstance(exc, ObjectChanged) else str(exc)
+                issues.append(at(pointer, f"model '{model.name}' version {version}: {what}"))
+                continue
+            found = _check_version(local, version, pointer, at, core)
+            issues += [replace(i, message=i.message.replace(tmp, str(url))) for i in found]
+    return issues
 
 
 def _policy_issues(model: ModelConfig, versions: list[int], pointer: str, at: IssueAt) -> list[ConfigIssue]:
