@@ -142,7 +142,16 @@ def spec_of(port: ov.ConstOutput) -> TensorSpec:
         precision=PRECISIONS.get(type_name, type_name.upper()),
         dtype=dtype,
         shape=shape_of(port.get_partial_shape()),
+        layout=layout_text(ov.layout_helpers.get_layout(port)),
     )
+
+
+def layout_text(layout: ov.Layout) -> str:
+    """``[N,H,W,C]`` -> ``NHWC`` (``[N,...]`` -> ``N...``); "" for an empty layout; multi-letter names keep commas."""
+    if layout.empty:
+        return ""
+    parts = layout.to_string().strip("[]").split(",")
+    return "".join(parts) if all(len(p) == 1 or p == "..." for p in parts) else ",".join(parts)
 
 
 def signature_of(compiled: ov.CompiledModel) -> Signature:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -18,6 +18,9 @@ class TensorSpec:
     precision: str  # OVMS spelling for messages: FP32, I64, U8...
     dtype: np.dtype
     shape: Shape
+    # The tensor's layout as the compiled model reports it ("NHWC", "NCHW", "N...", "" when none is known). With
+    # ``layout: NHWC:NCHW`` it is the tensor side, "NHWC": binary image inputs need to know where H, W and C are.
+    layout: str = ""
 
     @property
     def metadata_dims(self) -> list[int]:
@@ -29,7 +32,7 @@ class TensorSpec:
         return format_shape(self.shape)
 
     def with_shape(self, shape: Shape) -> TensorSpec:
-        return TensorSpec(self.name, self.aliases, self.precision, self.dtype, shape)
+        return replace(self, shape=shape)
 
 
 @dataclass(frozen=True)
