@@ -13,7 +13,7 @@ import numpy as np
 import openvino as ov
 from openvino import opset13 as ops
 
-from ovmsd.api.grpc.gate import SHUTTING_DOWN
+from ovmsd.api.gate import SHUTTING_DOWN
 from tests.support.ctl import wait_until
 from tests.support.daemon import Daemon
 from tests.support.models import named, save

@@ -154,3 +154,16 @@ def test_metrics_are_off_by_default(tmp_path: Path) -> None:
         assert "metrics on" not in d.log()
         request = predict_request("scale", {"x": np.ones((1, 4), np.float32)})
         assert d.prediction.Predict(request, timeout=10).outputs["y"].tensor_content
+
+
+def test_every_model_method_counts_its_failures_too(daemon: Daemon) -> None:
+    before = scrape(daemon)
+    assert rpc_error(lambda: daemon.metadata("scale", 7)).code() == grpc.StatusCode.NOT_FOUND
+    daemon.metadata("scale")
+    assert rpc_error(lambda: daemon.status("scale", 9)).code() == grpc.StatusCode.NOT_FOUND
+    moved = delta(before, scrape(daemon))
+    metadata = {"api": "TensorFlowServing", "interface": "gRPC", "method": "GetModelMetadata"}
+    assert moved("ovms_requests_fail_total", name="scale", version="7", **metadata) == 1
+    assert moved("ovms_requests_success_total", name="scale", version="1", **metadata) == 1
+    status = {**metadata, "method": "GetModelStatus"}
+    assert moved("ovms_requests_fail_total", name="scale", version="9", **status) == 1

@@ -21,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from ovmsd.api.grpc.gate import Gate
+from ovmsd.api.gate import Gate
 from ovmsd.api.grpc.health import Health
 from ovmsd.api.grpc.server import BindError, build_server
 from ovmsd.config.loader import ConfigError, load_config, single_model_config
@@ -45,6 +45,7 @@ from ovmsd.runtime.reloader import Reloader
 from ovmsd.runtime.signals import WAKE, SignalInbox
 from ovmsd.runtime.statedir import StateDir
 from ovmsd.runtime.systemd import Notifier
+from ovmsd.serving.dataplane import DataPlane, Reloaded
 from ovmsd.serving.instance import ServingOptions, instance_loader
 from ovmsd.serving.loads import TimedLoader
 from ovmsd.serving.manager import ModelManager
@@ -55,7 +56,7 @@ from ovmsd.source.updates import LiveUpdates, config_digest
 log = logging.getLogger("ovmsd")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-QUIET_S = 0.2  # on stop: no new request for this long before the port closes (see ovmsd.api.grpc.gate)
+QUIET_S = 0.2  # on stop: no new request for this long before the port closes (see ovmsd.api.gate)
 TICK_S = 1.0  # how often the main loop refreshes health statuses when no signal comes
 SETTLE_S = 1.0  # a new version directory loads once its files were quiet this long (or it was renamed into place)
 
@@ -94,6 +95,12 @@ class Daemon:
         if settings.metrics_port is not None:
             self.metrics = Metrics(self.manager.snapshot, lambda: self.state.generation)
             self.loader.observers.append(self.metrics.version_loaded)
+        self.data_plane = DataPlane(
+            self.manager,
+            phase=lambda: self.state.phase,
+            reload=self._reload_for_api if settings.config_path is not None else None,
+            observer=self.metrics.requests if self.metrics else None,
+        )
         self.notifier = Notifier()
         self.ready_pipe = ReadyPipe(settings.ready_fd)
         self._reload_lock = threading.Lock()  # two reloads never interleave
@@ -167,6 +174,12 @@ class Daemon:
         ok = all(not o.errors for o in outcomes)
         outcome = APPLIED if ok else APPLIED_WITH_ERRORS
         return ReloadResult(trigger, ok, outcome, self.state.generation, message, outcomes)
+
+    def _reload_for_api(self) -> Reloaded:
+        """A reload asked for through a front end (HandleReloadConfigRequest, REST ``/v1/config/reload``)."""
+        result = self.reload("API reload")
+        changed = any(o.action != "unchanged" for o in result.outcomes)
+        return Reloaded(result.ok, changed, result.message, result.outcomes)
 
     # -- reports ---------------------------------------------------------------------------------------------------
 
@@ -276,8 +289,7 @@ class Daemon:
         s = self.settings
         try:
             server, port = build_server(
-                self.manager,
-                lambda: _as_pair(self.reload("gRPC HandleReloadConfigRequest")),
+                self.data_plane,
                 bind_address=s.bind_address,
                 port=s.port,
                 workers=s.grpc_workers,
@@ -390,10 +402,6 @@ class Daemon:
         server.stop(grace=max(0.0, deadline - time.monotonic())).wait()
         if not self.manager.shutdown(timeout=max(0.0, deadline - time.monotonic())):
             log.warning("model versions still draining at the drain timeout: exiting anyway")
-
-
-def _as_pair(result: ReloadResult) -> tuple[bool, str]:
-    return result.ok, result.message
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """Domain errors of the serving core.
 
-Each error names its *kind* (what went wrong, in the vocabulary of OVMS status codes). The gRPC layer maps kinds to
-gRPC status codes in exactly one place (``ovmsd.api.grpc.errors``); nothing else in the daemon knows about gRPC.
+Each error names its *kind* (what went wrong, in the vocabulary of OVMS status codes). The front ends map kinds to
+gRPC codes and HTTP statuses in one table (``ovmsd.api.errors``); nothing else in the daemon knows about them.
 Messages follow OVMS: a fixed sentence, then `` - `` and the details (expected, actual, input name).
 """
 
@@ -20,6 +20,8 @@ class ErrorKind(Enum):
     OVERLOADED = "Model is busy; the request waited too long"
     INFERENCE_FAILED = "Internal inference error"
     UNSUPPORTED = "Not supported"
+    SHUTTING_DOWN = "Server is shutting down; retry on another instance"
+    INTERNAL = "Internal server error"
 
 
 class ServingError(Exception):
@@ -28,6 +30,7 @@ class ServingError(Exception):
     def __init__(self, kind: ErrorKind, details: str = "", *, message: str | None = None) -> None:
         self.kind = kind
         self.message = message or (f"{kind.value} - {details}" if details else kind.value)
+        self.version: int | None = None  # the version that was serving when it failed (for metrics), once known
         super().__init__(self.message)
 
 

@@ -31,8 +31,6 @@ if TYPE_CHECKING:
 
     from ovmsd.serving.states import ModelSnapshot
 
-API = "TensorFlowServing"
-INTERFACE = "gRPC"
 # OVMS's buckets: floor(10 * 1.8**i) microseconds, 33 of them (10 us .. about 25 minutes).
 MICROSECOND_BUCKETS = tuple(float(int(10 * 1.8**i)) for i in range(33))
 LOAD_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -44,22 +42,25 @@ disable_created_metrics()  # no *_created series next to every counter
 
 @dataclass(frozen=True)
 class RequestSeries:
-    """The metric children of one (model, version, method): what a request updates when it ends."""
+    """The metric children of one (model, version, api, interface, method): what a request updates when it ends."""
 
     success: Counter
     fail: Counter
     request_time: Histogram
-    inference_time: Histogram
 
     def finished(self, ok: bool, started_ns: int) -> None:
         (self.success if ok else self.fail).inc()
         self.request_time.observe((time.perf_counter_ns() - started_ns) / 1000)
 
-    def inferred(self, elapsed_ns: int) -> None:
-        self.inference_time.observe(elapsed_ns / 1000)
+
+SeriesKey = tuple[str, str, str, str, str]  # name, version, api, interface, method
 
 
 class RequestMetrics:
+    """OVMS's request metrics. Every front end's wrapper calls ``series(...).finished`` once per request; the data
+    plane calls ``inferred`` once per inference. ``version`` is the version that served, or for a request that
+    failed before one was chosen the version it asked for ("" for the default version)."""
+
     def __init__(self, registry: CollectorRegistry) -> None:
         request_labels = ["name", "version", "api", "interface", "method"]
         self._success = Counter(
@@ -83,25 +84,33 @@ class RequestMetrics:
             buckets=MICROSECOND_BUCKETS,
             registry=registry,
         )
-        self._series: dict[tuple[str, int, str], RequestSeries] = {}
+        self._series: dict[SeriesKey, RequestSeries] = {}
+        self._inference: dict[tuple[str, int], Histogram] = {}
         self._lock = threading.Lock()
 
-    def series(self, name: str, version: int, method: str) -> RequestSeries:
-        found = self._series.get((name, version, method))
-        return found if found is not None else self._create(name, version, method)
+    def series(self, name: str, version: str, api: str, interface: str, method: str) -> RequestSeries:
+        key = (name, version, api, interface, method)
+        found = self._series.get(key)
+        return found if found is not None else self._create(key)
 
-    def _create(self, name: str, version: int, method: str) -> RequestSeries:
-        v = str(version)
+    def _create(self, key: SeriesKey) -> RequestSeries:
+        name, version, api, interface, method = key
         with self._lock:
             return self._series.setdefault(
-                (name, version, method),
+                key,
                 RequestSeries(
-                    success=self._success.labels(name, v, API, INTERFACE, method),
-                    fail=self._fail.labels(name, v, API, INTERFACE, method),
-                    request_time=self._request_time.labels(name, v, API, INTERFACE),
-                    inference_time=self._inference_time.labels(name, v),
+                    success=self._success.labels(name, version, api, interface, method),
+                    fail=self._fail.labels(name, version, api, interface, method),
+                    request_time=self._request_time.labels(name, version, api, interface),
                 ),
             )
+
+    def inferred(self, name: str, version: int, elapsed_ns: int) -> None:
+        child = self._inference.get((name, version))
+        if child is None:
+            with self._lock:
+                child = self._inference.setdefault((name, version), self._inference_time.labels(name, str(version)))
+        child.observe(elapsed_ns / 1000)
 
 
 class ServingCollector(Collector):

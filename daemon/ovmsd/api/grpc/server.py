@@ -1,18 +1,40 @@
-"""Builds the gRPC server with the TF Serving services and the standard health service."""
+"""Builds the gRPC server: the TF Serving services over the data plane, one wrapper for all of them, health."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import grpc
 
-from ovmsd.api.grpc.gate import Gate
+from ovmsd.api.gate import Gate
 from ovmsd.api.grpc.health import Health
-from ovmsd.api.grpc.model_service import ModelService, ReloadConfig
+from ovmsd.api.grpc.model_service import ModelService
 from ovmsd.api.grpc.prediction_service import PredictionService
 from ovmsd.api.grpc.proto import model_service_pb2_grpc, prediction_service_pb2_grpc
+from ovmsd.api.grpc.wrapper import MethodInfo, RequestWrapper
 from ovmsd.observe.metrics import RequestMetrics
-from ovmsd.serving.manager import ModelManager
+from ovmsd.serving.dataplane import DataPlane
+
+TFS = "TensorFlowServing"
+PREDICTION = "tensorflow.serving.PredictionService"
+MODELS = "tensorflow.serving.ModelService"
+
+
+def _tfs_requested(request: Any) -> tuple[str, str]:
+    spec = request.model_spec
+    return spec.name, str(spec.version.value) if spec.HasField("version") else ""
+
+
+def _tfs_served(response: Any) -> str:
+    return str(response.model_spec.version.value)
+
+
+TFS_METHODS = {
+    f"/{PREDICTION}/Predict": MethodInfo(TFS, "Predict", _tfs_requested, _tfs_served),
+    f"/{PREDICTION}/GetModelMetadata": MethodInfo(TFS, "GetModelMetadata", _tfs_requested, _tfs_served),
+    f"/{MODELS}/GetModelStatus": MethodInfo(TFS, "GetModelStatus", _tfs_requested),
+}
 
 
 class BindError(Exception):
@@ -20,8 +42,7 @@ class BindError(Exception):
 
 
 def build_server(
-    manager: ModelManager,
-    reload_config: ReloadConfig,
+    data_plane: DataPlane,
     *,
     bind_address: str,
     port: int,
@@ -31,17 +52,19 @@ def build_server(
     health: Health | None = None,
     metrics: RequestMetrics | None = None,
 ) -> tuple[grpc.Server, int]:
-    """A started-ready (not yet started) server and the port it bound (useful with port 0)."""
+    """A ready (not yet started) server and the port it bound (useful with port 0)."""
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         # Without this, a second daemon could bind the same port and silently share the traffic.
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.server(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"), options=options)
-    prediction = PredictionService(manager, gate, metrics)
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager, reload_config, gate), server)
+    wrapper = RequestWrapper(gate, metrics, dict(TFS_METHODS), {PREDICTION, MODELS})
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"), options=options, interceptors=[wrapper]
+    )
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(data_plane), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(data_plane), server)
     if health is not None:
         health.add_to(server)
     host = f"[{bind_address}]" if ":" in bind_address and not bind_address.startswith("[") else bind_address

@@ -1,25 +1,18 @@
-"""Admission of requests, for a stop that fails none mid-way.
+"""Admission of requests on every front end, for a stop that fails none mid-way.
 
-gRPC's own shutdown cancels calls that reached the server but not yet a handler: their clients see CANCELLED. So the
-daemon stops in two steps. First the gate closes: our handlers refuse every new request with UNAVAILABLE before doing
-anything, the requests already admitted finish, and clients learn that the server is going away. Once nothing runs
-and no request arrived for a short quiet spell, gRPC shuts down with nothing left to cancel.
+A transport's own shutdown cancels calls that reached the server but not yet a handler (gRPC clients see CANCELLED).
+So the daemon stops in two steps. First the gate closes: every front end's wrapper refuses each new request
+(UNAVAILABLE / 503) before doing anything, the requests already admitted finish, and clients learn that the server
+is going away. Once nothing runs and no request arrived for a short quiet spell, the transports shut down with
+nothing left to cancel.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
-
-import grpc
 
 SHUTTING_DOWN = "Server is shutting down; retry on another instance"
-
-Req = TypeVar("Req")
-Resp = TypeVar("Resp")
 
 
 class Gate:
@@ -69,23 +62,3 @@ class Gate:
     @property
     def running(self) -> int:
         return self._running
-
-
-class _Gated(Protocol):
-    gate: Gate
-
-
-def gated(method: Callable[[Any, Req, grpc.ServicerContext], Resp]) -> Callable[[Any, Req, grpc.ServicerContext], Resp]:
-    """Run the handler only if the servicer's gate admits the request; otherwise UNAVAILABLE at once."""
-
-    @functools.wraps(method)
-    def wrapper(self: _Gated, request: Req, context: grpc.ServicerContext) -> Resp:
-        gate = self.gate
-        if not gate.enter():
-            context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
-        try:
-            return method(self, request, context)
-        finally:
-            gate.leave()
-
-    return wrapper

@@ -1,0 +1,124 @@
+"""One wrapper around every gRPC method of our services: the request gate, the error mapping, request metrics.
+
+Servicers raise ``ServingError`` and never touch status codes; this interceptor admits the request through the gate
+(UNAVAILABLE once the daemon is stopping), maps errors through ``ovmsd.api.errors`` (any other exception is logged
+once and answered INTERNAL: the daemon never crashes on a request), and counts every request of a model method,
+failed ones included, with its ``api``/``interface`` labels. The health service is not wrapped: probes keep their
+answers during a drain.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from ovmsd.api.errors import ERROR_CODES, bounded
+from ovmsd.api.gate import SHUTTING_DOWN, Gate
+from ovmsd.errors import ErrorKind, ServingError
+from ovmsd.observe.metrics import RequestMetrics
+
+log = logging.getLogger(__name__)
+
+INTERFACE = "gRPC"
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """How to label one method's requests: its api, its metric name, and where the model and version are."""
+
+    api: str  # TensorFlowServing, KServe
+    name: str  # the method label: Predict, GetModelMetadata, ModelInfer...
+    requested: Callable[[Any], tuple[str, str]]  # request -> (model, version asked for; "" for the default)
+    served: Callable[[Any], str] | None = None  # response -> the version that served
+
+
+class RequestWrapper(grpc.ServerInterceptor):
+    def __init__(self, gate: Gate, metrics: RequestMetrics | None, methods: dict[str, MethodInfo], services: set[str]):
+        self._gate = gate
+        self._metrics = metrics
+        self._methods = methods  # full method path -> labels, for the methods that count per model
+        self._services = services  # the services wrapped (others, e.g. health, pass through)
+
+    def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None], details: Any
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(details)
+        method: str = details.method
+        if handler is None or method.lstrip("/").rpartition("/")[0] not in self._services:
+            return handler
+        info = self._methods.get(method)
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(handler.unary_unary, info),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                self._stream(handler.stream_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    def _unary(self, behavior: Callable[[Any, grpc.ServicerContext], Any], info: MethodInfo | None) -> Callable:
+        gate, metrics = self._gate, self._metrics
+
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+            if not gate.enter():
+                context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+            started = time.perf_counter_ns()
+            response = error = None
+            try:
+                response = behavior(request, context)
+            except ServingError as exc:
+                error = exc
+                code, message = ERROR_CODES[exc.kind].grpc, bounded(exc.message)
+            except Exception as exc:
+                log.exception("%s failed", info.name if info else "request")
+                code, message = grpc.StatusCode.INTERNAL, bounded(f"Internal server error: {type(exc).__name__}: {exc}")
+            finally:
+                gate.leave()
+                if metrics is not None and info is not None:
+                    _count(metrics, info, request, response, error, started)
+            if response is None:
+                context.abort(code, message)
+            return response
+
+        return wrapped
+
+    def _stream(self, behavior: Callable[[Iterator[Any], grpc.ServicerContext], Iterator[Any]]) -> Callable:
+        """A stream is admitted once; its servicer answers each message's errors in the stream itself."""
+        gate = self._gate
+
+        def wrapped(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+            if not gate.enter():
+                context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+            try:
+                yield from behavior(requests, context)
+            finally:
+                gate.leave()
+
+        return wrapped
+
+
+def _count(
+    metrics: RequestMetrics, info: MethodInfo, request: Any, response: Any, error: ServingError | None, started_ns: int
+) -> None:
+    """One request's metrics. A model that does not exist gets no series: clients cannot grow the label set."""
+    if error is not None and error.kind == ErrorKind.MODEL_MISSING:
+        return
+    try:
+        model, version = info.requested(request)
+        if response is not None and info.served is not None:
+            version = info.served(response)
+        elif error is not None and error.version is not None:
+            version = str(error.version)
+        metrics.series(model, version, info.api, INTERFACE, info.name).finished(response is not None, started_ns)
+    except Exception:  # metrics must never fail a request
+        log.exception("counting a %s request failed", info.name)

@@ -1,0 +1,141 @@
+"""The protocol-free data plane: what every front end (TF Serving and KServe, gRPC and REST) calls.
+
+Front ends only translate their wire format to named numpy arrays and back; the data plane resolves the model and
+version, validates and reshapes (through the instance), infers, and answers metadata, status and readiness. Errors
+are ``ServingError`` kinds; each front end maps them through ``ovmsd.api.errors``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from ovmsd.errors import ErrorKind, ServingError, invalid_input
+from ovmsd.serving.manager import ModelManager
+from ovmsd.serving.signature import Signature
+from ovmsd.serving.states import State, VersionStatus
+
+if TYPE_CHECKING:
+    from ovmsd.serving.manager import ModelOutcome
+
+
+class InferenceObserver(Protocol):
+    def inferred(self, name: str, version: int, elapsed_ns: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class InferResult:
+    model: str
+    version: int  # the version that served
+    signature: Signature  # of the compiled variant that served (its output order)
+    outputs: dict[str, np.ndarray]  # the selected outputs; views valid only inside the ``with`` block
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    name: str
+    version: int
+    signature: Signature
+
+
+@dataclass(frozen=True)
+class Reloaded:
+    """A config reload's outcome, as the reload APIs report it."""
+
+    ok: bool
+    changed: bool  # something was added, removed or reloaded
+    message: str
+    outcomes: tuple[ModelOutcome, ...]
+
+
+class DataPlane:
+    def __init__(
+        self,
+        manager: ModelManager,
+        *,
+        phase: Callable[[], str] = lambda: "serving",
+        reload: Callable[[], Reloaded] | None = None,
+        observer: InferenceObserver | None = None,
+    ) -> None:
+        self.manager = manager
+        self._phase = phase  # the daemon's phase: starting, serving, reloading, stopping
+        self._reload = reload
+        self._observer = observer
+
+    # -- inference -------------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def infer(
+        self,
+        model: str,
+        version: int | None,
+        inputs: Mapping[str, np.ndarray],
+        outputs: Sequence[str] | None = None,
+    ) -> Iterator[InferResult]:
+        """Infer with the named inputs; yields the selected outputs (all when ``outputs`` is empty or None)."""
+        with self.manager.acquire(model, version) as (number, instance):
+            try:
+                if not inputs:
+                    raise invalid_input("Invalid number of inputs", len(instance.base.signature.inputs), 0, None)
+                started = time.perf_counter_ns()
+                with instance.run(inputs) as (signature, produced):
+                    if self._observer is not None:
+                        self._observer.inferred(model, number, time.perf_counter_ns() - started)
+                    selected = produced if not outputs else _select(signature, produced, outputs)
+                    yield InferResult(model, number, signature, selected)
+            except ServingError as exc:
+                exc.version = number  # metrics count the failure against the version that was serving
+                raise
+
+    # -- metadata and status ---------------------------------------------------------------------------------------
+
+    def metadata(self, model: str, version: int | None) -> ModelMetadata:
+        with self.manager.acquire(model, version) as (number, instance):
+            return ModelMetadata(model, number, instance.signature)
+
+    def status(self, model: str, version: int | None) -> list[VersionStatus]:
+        return self.manager.statuses(model, version)
+
+    # -- readiness -------------------------------------------------------------------------------------------------
+
+    def server_live(self) -> bool:
+        """The process answers: true until it exits, draining included."""
+        return True
+
+    def server_ready(self) -> bool:
+        """Serving (start-up done, not stopping) and every configured model has an AVAILABLE version."""
+        if self._phase() not in ("serving", "reloading"):
+            return False
+        return all(m.serving for m in self.manager.snapshot() if m.configured)
+
+    def model_ready(self, model: str, version: int | None) -> bool:
+        """The version (or the default version) is AVAILABLE; unknown models and versions raise NOT_FOUND."""
+        if self._phase() == "stopping":
+            return False
+        statuses = self.manager.statuses(model, version)
+        return any(s.state == State.AVAILABLE for s in statuses)
+
+    # -- reload ----------------------------------------------------------------------------------------------------
+
+    def reload_config(self) -> Reloaded:
+        if self._reload is None:
+            raise ServingError(ErrorKind.UNSUPPORTED, message="Config reload is not available: no config file")
+        return self._reload()
+
+
+def _select(signature: Signature, produced: dict[str, np.ndarray], wanted: Sequence[str]) -> dict[str, np.ndarray]:
+    names = [spec.name for spec in signature.outputs]
+    selected = {}
+    for name in wanted:
+        if name not in produced:
+            spec = next((s for s in signature.outputs if name in s.aliases), None)
+            if spec is None:
+                raise invalid_input("Invalid output name in output_filter", ", ".join(names), name, None)
+            name = spec.name
+        selected[name] = produced[name]
+    return selected
