@@ -1,8 +1,8 @@
 """The standard ``grpc.health.v1.Health`` service, fed from the manager.
 
-Service ``""`` (the whole server) and our two TF Serving services are SERVING once start-up is done and until the
-daemon stops. Each model name is SERVING while it has an AVAILABLE version, NOT_SERVING otherwise (loading, failed,
-or removed from the config). Unknown names answer NOT_FOUND, as the protocol says.
+Service ``""`` (the whole server), our two TF Serving services and KServe's are SERVING once start-up is done and
+until the daemon stops. Each model name is SERVING while it has an AVAILABLE version, NOT_SERVING otherwise
+(loading, failed, or removed from the config). Unknown names answer NOT_FOUND, as the protocol says.
 """
 
 from __future__ import annotations
@@ -19,7 +19,12 @@ if TYPE_CHECKING:
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-SERVER_SERVICES = ("", "tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")
+SERVER_SERVICES = (
+    "",
+    "tensorflow.serving.PredictionService",
+    "tensorflow.serving.ModelService",
+    "inference.GRPCInferenceService",
+)
 
 
 class Health:

@@ -1,4 +1,4 @@
-"""Builds the gRPC server: the TF Serving services over the data plane, one wrapper for all of them, health."""
+"""Builds the gRPC server: the TF Serving and KServe v2 services over the data plane, one wrapper for all, health."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import grpc
 
 from ovmsd.api.gate import Gate
 from ovmsd.api.grpc.health import Health
+from ovmsd.api.grpc.kserve_service import SERVICE as KSERVE
+from ovmsd.api.grpc.kserve_service import InferenceService
 from ovmsd.api.grpc.model_service import ModelService
 from ovmsd.api.grpc.prediction_service import PredictionService
-from ovmsd.api.grpc.proto import model_service_pb2_grpc, prediction_service_pb2_grpc
+from ovmsd.api.grpc.proto import kserve_predict_v2_pb2_grpc, model_service_pb2_grpc, prediction_service_pb2_grpc
 from ovmsd.api.grpc.wrapper import MethodInfo, RequestWrapper
 from ovmsd.observe.metrics import RequestMetrics
 from ovmsd.serving.dataplane import DataPlane
@@ -37,6 +39,37 @@ TFS_METHODS = {
 }
 
 
+KSERVE_API = "KServe"
+
+
+def _kserve_model(request: Any) -> tuple[str, str]:
+    return request.name, ""  # as OVMS labels ModelReady: by name only
+
+
+def _kserve_metadata(request: Any) -> tuple[str, str]:
+    return request.name, request.version
+
+
+def _kserve_infer(request: Any) -> tuple[str, str]:
+    return request.model_name, request.model_version
+
+
+def _kserve_served(response: Any) -> str:
+    return response.model_version
+
+
+def _kserve_stream_served(response: Any) -> str:
+    return response.infer_response.model_version
+
+
+KSERVE_METHODS = {
+    f"/{KSERVE}/ModelReady": MethodInfo(KSERVE_API, "ModelReady", _kserve_model),
+    f"/{KSERVE}/ModelMetadata": MethodInfo(KSERVE_API, "ModelMetadata", _kserve_metadata),
+    f"/{KSERVE}/ModelInfer": MethodInfo(KSERVE_API, "ModelInfer", _kserve_infer, _kserve_served),
+    f"/{KSERVE}/ModelStreamInfer": MethodInfo(KSERVE_API, "ModelInferStream", _kserve_infer, _kserve_stream_served),
+}
+
+
 class BindError(Exception):
     """The gRPC port could not be bound (in use, or a bad address)."""
 
@@ -59,12 +92,13 @@ def build_server(
         # Without this, a second daemon could bind the same port and silently share the traffic.
         ("grpc.so_reuseport", 0),
     ]
-    wrapper = RequestWrapper(gate, metrics, dict(TFS_METHODS), {PREDICTION, MODELS})
+    wrapper = RequestWrapper(gate, metrics, {**TFS_METHODS, **KSERVE_METHODS}, {PREDICTION, MODELS, KSERVE})
     server = grpc.server(
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"), options=options, interceptors=[wrapper]
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(data_plane), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(data_plane), server)
+    kserve_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(data_plane), server)
     if health is not None:
         health.add_to(server)
     host = f"[{bind_address}]" if ":" in bind_address and not bind_address.startswith("[") else bind_address

@@ -37,6 +37,14 @@ class MethodInfo:
     served: Callable[[Any], str] | None = None  # response -> the version that served
 
 
+@dataclass(frozen=True)
+class StreamAnswer:
+    """What a streaming servicer yields per request: the response to send and the error it reports, if any."""
+
+    response: Any
+    error: ServingError | None = None
+
+
 class RequestWrapper(grpc.ServerInterceptor):
     def __init__(self, gate: Gate, metrics: RequestMetrics | None, methods: dict[str, MethodInfo], services: set[str]):
         self._gate = gate
@@ -60,7 +68,7 @@ class RequestWrapper(grpc.ServerInterceptor):
             )
         if handler.stream_stream is not None:
             return grpc.stream_stream_rpc_method_handler(
-                self._stream(handler.stream_stream),
+                self._stream(handler.stream_stream, info),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -92,17 +100,39 @@ class RequestWrapper(grpc.ServerInterceptor):
 
         return wrapped
 
-    def _stream(self, behavior: Callable[[Iterator[Any], grpc.ServicerContext], Iterator[Any]]) -> Callable:
-        """A stream is admitted once; its servicer answers each message's errors in the stream itself."""
-        gate = self._gate
+    def _stream(
+        self, behavior: Callable[[Iterator[Any], grpc.ServicerContext], Iterator[Any]], info: MethodInfo | None
+    ) -> Callable:
+        """Each message of a stream is a request: admitted by the gate and counted on its own.
+
+        The servicer answers every request with exactly one ``StreamAnswer``, in order (a failed request's answer
+        carries its error inside the stream), so the wrapper pairs each answer with the request read before it. Once
+        the daemon stops, the next message ends the stream with UNAVAILABLE (a stream never holds up the drain).
+        """
+        gate, metrics = self._gate, self._metrics
 
         def wrapped(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
-            if not gate.enter():
-                context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+            pending: list[tuple[Any, int]] = []  # the request being answered and when it arrived
+
+            def admitted() -> Iterator[Any]:
+                for request in requests:
+                    if not gate.enter():
+                        context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+                    pending.append((request, time.perf_counter_ns()))
+                    yield request
+
             try:
-                yield from behavior(requests, context)
+                for answer in behavior(admitted(), context):
+                    if pending:
+                        request, started = pending.pop(0)
+                        gate.leave()
+                        if metrics is not None and info is not None:
+                            served = answer.response if answer.error is None else None
+                            _count(metrics, info, request, served, answer.error, started)
+                    yield answer.response
             finally:
-                gate.leave()
+                for _ in pending:  # admitted, never answered (the client went away, the servicer failed)
+                    gate.leave()
 
         return wrapped
 
