@@ -61,6 +61,8 @@ def started(report: Report, log_file: str) -> list[str]:
         f"  state dir: {report['state_dir']}",
         f"  log:       {log_file}",
     ]
+    if report.get("rest_address"):
+        lines.append(f"  REST:      http://{report['rest_address']}")
     if report["metrics_address"]:
         lines.append(f"  metrics:   http://{report['metrics_address']}/metrics")
     lines += ["  " + model_line(m) for m in report["models"] if m["configured"]]

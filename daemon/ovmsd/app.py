@@ -24,6 +24,7 @@ import grpc
 from ovmsd.api.gate import Gate
 from ovmsd.api.grpc.health import Health
 from ovmsd.api.grpc.server import BindError, build_server
+from ovmsd.api.rest.server import RestServer, build_rest_server
 from ovmsd.config.loader import ConfigError, load_config, single_model_config
 from ovmsd.config.models import ServerConfig
 from ovmsd.observe.logs import configure
@@ -92,7 +93,8 @@ class Daemon:
         self.health = Health(self.manager.snapshot)
         self.gate = Gate()
         self.metrics: Metrics | None = None
-        if settings.metrics_port is not None:
+        self.rest: RestServer | None = None
+        if settings.metrics_port is not None or settings.metrics_enable:
             self.metrics = Metrics(self.manager.snapshot, lambda: self.state.generation)
             self.loader.observers.append(self.metrics.version_loaded)
         self.data_plane = DataPlane(
@@ -179,7 +181,7 @@ class Daemon:
         """A reload asked for through a front end (HandleReloadConfigRequest, REST ``/v1/config/reload``)."""
         result = self.reload("API reload")
         changed = any(o.action != "unchanged" for o in result.outcomes)
-        return Reloaded(result.ok, changed, result.message, result.outcomes)
+        return Reloaded(result.ok, changed, result.message, result.outcomes, rejected=result.outcome == REJECTED)
 
     # -- reports ---------------------------------------------------------------------------------------------------
 
@@ -225,6 +227,7 @@ class Daemon:
             raise StartupError(f"invalid configuration: {exc}") from exc
         server = self._listen(resources)
         self._serve_metrics(config, resources)
+        self._listen_rest(config, resources)
         if state_dir is not None:
             self._open_control(state_dir, resources)
         server.start()
@@ -304,13 +307,52 @@ class Daemon:
         self.state.address = f"{s.bind_address}:{port}"
         return server
 
+    def _listen_rest(self, config: ServerConfig, resources: contextlib.ExitStack) -> None:
+        """TF Serving REST and KServe v2 REST on --rest-port (off unless given, as in OVMS), and /metrics there when
+        metrics are on (--metrics-enable or --metrics-port) and the config's monitoring section allows them."""
+        s = self.settings
+        if s.rest_port is None:
+            if s.metrics_enable and s.metrics_port is None:
+                log.warning("--metrics-enable serves /metrics on the REST port: give --rest-port too")
+            return
+        host = s.rest_bind_address or s.bind_address
+        metrics, page = self.metrics, None
+        if metrics is not None and not config.monitoring.disabled:
+            families = config.monitoring.metrics_list
+
+            def page() -> tuple[bytes, str]:
+                return metrics.page(families)
+
+        try:
+            self.rest = build_rest_server(
+                self.data_plane,
+                host=host,
+                port=s.rest_port,
+                workers=s.rest_workers,
+                max_body_bytes=s.max_message_bytes,
+                gate=self.gate,
+                drain_s=s.drain_timeout_s,
+                metrics=metrics.requests if metrics else None,
+                metrics_page=page,
+            )
+        except BindError as exc:
+            raise StartupError(str(exc)) from exc
+        rest = self.rest
+        resources.callback(rest.stop, 0)  # no-op after the graceful stop; closes the port if start-up fails
+        rest.start()
+        self.state.rest_address = f"{host}:{rest.port}"
+        log.info("REST server listening on %s", self.state.rest_address)
+
     def _serve_metrics(self, config: ServerConfig, resources: contextlib.ExitStack) -> None:
         """/metrics on --metrics-port, as the config's monitoring section says: off with ``enable: false``, only the
         ``metrics_list`` families when given. Read at start-up only: a reload does not change it."""
         s, monitoring = self.settings, config.monitoring
         if self.metrics is None or s.metrics_port is None:
-            if monitoring.asked_for:
-                log.warning("the config's monitoring section asks for metrics: give --metrics-port to serve them")
+            if monitoring.asked_for and self.metrics is None:
+                log.warning(
+                    "the config's monitoring section asks for metrics: give --metrics-port (or --metrics-enable "
+                    "with --rest-port) to serve them"
+                )
             return
         if monitoring.disabled:
             log.info("metrics are off: the config's monitoring.metrics.enable is false")
@@ -399,7 +441,10 @@ class Daemon:
             self.mirrors.stop()  # an object-store download in progress is abandoned
         if not self.gate.drain(grace, QUIET_S):
             log.warning("%d requests still running after %.0f s: cancelling them", self.gate.running, grace)
-        server.stop(grace=max(0.0, deadline - time.monotonic())).wait()
+        stopped = server.stop(grace=max(0.0, deadline - time.monotonic()))
+        if self.rest is not None:
+            self.rest.stop(timeout=max(0.0, deadline - time.monotonic()))
+        stopped.wait()
         if not self.manager.shutdown(timeout=max(0.0, deadline - time.monotonic())):
             log.warning("model versions still draining at the drain timeout: exiting anyway")
 

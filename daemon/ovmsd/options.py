@@ -220,6 +220,36 @@ OPTIONS: tuple[Option, ...] = (
         default="127.0.0.1",
     ),
     Option(
+        "--rest-port",
+        "Serve the REST APIs (TF Serving REST and KServe v2 REST) on this port (0: any free port).",
+        aliases=("--rest_port",),
+        kind="int",
+        minimum=0,
+        maximum=65535,
+        shown_default="off",
+    ),
+    Option(
+        "--rest-bind-address",
+        "Address the REST port listens on.",
+        aliases=("--rest_bind_address",),
+        shown_default="the gRPC bind address",
+    ),
+    Option(
+        "--rest-workers",
+        "REST threads that run requests (connections themselves cost no thread: idle ones are cheap).",
+        aliases=("--rest_workers",),
+        kind="int",
+        default=Computed(default_grpc_workers, "2 per usable core, at least 4"),
+        minimum=1,
+    ),
+    Option(
+        "--metrics-enable",
+        "Serve /metrics on the REST port too (OVMS's --metrics_enable); --metrics-port also turns metrics on.",
+        aliases=("--metrics_enable",),
+        kind="flag",
+        default=False,
+    ),
+    Option(
         "--metrics-port",
         "Serve Prometheus metrics on this port at /metrics (0: any free port); the config's monitoring section "
         "may turn them off or choose which are exported.",

@@ -38,6 +38,10 @@ class Settings:
     drain_timeout_s: float = default_of("drain_timeout_s")
     # pidfile and control socket; None: neither (a bare `python -m ovmsd`)
     state_dir: Path | None = default_of("state_dir")  # noqa: RUF009 (None)
+    rest_port: int | None = default_of("rest_port")  # REST APIs; None: off
+    rest_bind_address: str | None = default_of("rest_bind_address")  # None: bind_address
+    rest_workers: int = field(default_factory=factory_of("rest_workers"))
+    metrics_enable: bool = default_of("metrics_enable")  # /metrics on the REST port
     metrics_port: int | None = default_of("metrics_port")  # Prometheus /metrics on bind_address; None: off
     file_system_poll_wait_s: float = default_of("file_system_poll_wait_s")  # 0 turns watching off
     force_polling: bool = default_of("force_polling")  # watch by polling (NFS, bind mounts) instead of inotify

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import start_http_server
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 from prometheus_client.registry import Collector
 
 from ovmsd.observe.metrics_filter import FamilyFilter
@@ -192,6 +192,10 @@ class Metrics:
 
     def object_store_error(self, name: str) -> None:
         self._object_store_errors.labels(name).inc()
+
+    def page(self, families: Collection[str] | None = None) -> tuple[bytes, str]:
+        """The /metrics page (only ``families`` when given) and its content type, for the REST port's /metrics."""
+        return generate_latest(FamilyFilter(self.registry, families)), CONTENT_TYPE_LATEST
 
     def serve(self, address: str, port: int, families: Collection[str] | None = None) -> int:
         """Serve /metrics over HTTP, only ``families`` when given (the config's metrics_list); returns the port

@@ -68,6 +68,7 @@ class DaemonState:
     phase: str = "starting"  # starting, serving, reloading, stopping
     address: str = ""
     metrics_address: str | None = None
+    rest_address: str | None = None
     generation: int = 0
     last_reload: ReloadResult | None = None
     started_at: float = field(default_factory=time.time)
@@ -110,6 +111,7 @@ def status_report(
         "uptime_s": round(time.monotonic() - state.started_monotonic, 3),
         "address": state.address,
         "metrics_address": state.metrics_address,
+        "rest_address": state.rest_address,
         "state_dir": state.state_dir,
         "config_path": state.config_path,
         "config_generation": state.generation,

@@ -51,6 +51,7 @@ class Reloaded:
     changed: bool  # something was added, removed or reloaded
     message: str
     outcomes: tuple[ModelOutcome, ...]
+    rejected: bool = False  # the config could not be read: nothing changed
 
 
 class DataPlane:

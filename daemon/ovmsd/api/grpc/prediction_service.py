@@ -9,7 +9,7 @@ from ovmsd.api.grpc.proto import get_model_metadata_pb2, meta_graph_pb2, predict
 from ovmsd.api.grpc.requests import requested_version
 from ovmsd.api.grpc.tensors import TensorDecodeError, dtype_of, numpy_to_tensor, tensor_to_numpy
 from ovmsd.errors import ErrorKind, ServingError
-from ovmsd.serving.dataplane import DataPlane
+from ovmsd.serving.dataplane import DataPlane, ModelMetadata
 from ovmsd.serving.signature import Signature, TensorSpec
 
 SIGNATURE_KEY = "serving_default"
@@ -43,12 +43,18 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             raise ServingError(
                 ErrorKind.UNSUPPORTED, message=f"Metadata field {unsupported[0]!r} is not supported; use signature_def"
             )
-        metadata = self.data_plane.metadata(request.model_spec.name, requested_version(request.model_spec))
-        response = get_model_metadata_pb2.GetModelMetadataResponse()
-        response.model_spec.name = metadata.name
-        response.model_spec.version.value = metadata.version
-        response.metadata["signature_def"].Pack(_signature_def_map(metadata.signature))
-        return response
+        return metadata_response(
+            self.data_plane.metadata(request.model_spec.name, requested_version(request.model_spec))
+        )
+
+
+def metadata_response(metadata: ModelMetadata) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    """GetModelMetadata's answer (TF Serving REST answers the same message as JSON)."""
+    response = get_model_metadata_pb2.GetModelMetadataResponse()
+    response.model_spec.name = metadata.name
+    response.model_spec.version.value = metadata.version
+    response.metadata["signature_def"].Pack(_signature_def_map(metadata.signature))
+    return response
 
 
 def _decode_inputs(request: predict_pb2.PredictRequest) -> dict[str, np.ndarray]:

@@ -19,9 +19,15 @@ Messages never name the input; callers append ``"; input name: X"``.
 
 Encoding (:func:`numpy_to_tensor`) always writes ``tensor_content``, the compact form every TF client reads.
 
+DT_STRING (``string_val``, one byte string per element, or one for all as above) decodes to a numpy **object**
+array of ``bytes``: the binary image inputs of OVMS (``tf.make_tensor_proto(list_of_jpeg_bytes, shape=[N])``), which
+the data plane decodes for rank-4 inputs (``ovmsd.serving.images``). The elements are the bytes objects the protobuf
+runtime hands out; nothing else is copied. TF's own ``tensor_content`` encoding of strings is not accepted (clients
+put strings in ``string_val``).
+
 DT_BFLOAT16 and the float8 types decode to ``ml_dtypes`` dtypes when ``ml_dtypes`` is importable. Without it the
 float8 types are unsupported and DT_BFLOAT16 decodes to its raw ``uint16`` bit patterns (``BFLOAT16_IS_RAW``).
-DT_STRING, the quantized, 4/2-bit, resource and variant types are not supported.
+The quantized, 4/2-bit, resource and variant types are not supported. Encoding is numeric only.
 """
 
 from __future__ import annotations
@@ -203,6 +209,8 @@ def tensor_to_numpy(proto: tensor_pb2.TensorProto) -> np.ndarray:
     """Decode a TensorProto; the result may be read-only (see the module docstring). Raises TensorDecodeError."""
     dt = proto.dtype
     codec = _CODECS.get(dt)
+    if codec is None and dt == types_pb2.DT_STRING:
+        return _strings(proto)
     if codec is None:
         name = dtype_name(dt)
         raise TensorDecodeError(
@@ -211,27 +219,7 @@ def tensor_to_numpy(proto: tensor_pb2.TensorProto) -> np.ndarray:
             "a numeric type",
             name,
         )
-    tshape = proto.tensor_shape
-    if tshape.unknown_rank:
-        raise TensorDecodeError(
-            INVALID_SHAPE,
-            "Invalid shape of tensor proto - Expected: a known rank; Actual: unknown rank",
-            "a known rank",
-            "unknown rank",
-        )
-    shape = tuple(d.size for d in tshape.dim)
-    count = 1
-    for size in shape:
-        if size < 0:
-            text = _shape_text(shape)
-            raise TensorDecodeError(
-                INVALID_SHAPE,
-                f"Invalid shape of tensor proto - Expected: non-negative dimensions; Actual: {text}",
-                "non-negative dimensions",
-                text,
-            )
-        count *= size
-
+    shape, count = _shape_and_count(proto)
     content = proto.tensor_content
     if content:
         expected = count * codec.itemsize
@@ -255,6 +243,57 @@ def tensor_to_numpy(proto: tensor_pb2.TensorProto) -> np.ndarray:
         want,
         have,
     )
+
+
+def _shape_and_count(proto: tensor_pb2.TensorProto) -> tuple[tuple[int, ...], int]:
+    tshape = proto.tensor_shape
+    if tshape.unknown_rank:
+        raise TensorDecodeError(
+            INVALID_SHAPE,
+            "Invalid shape of tensor proto - Expected: a known rank; Actual: unknown rank",
+            "a known rank",
+            "unknown rank",
+        )
+    shape = tuple(d.size for d in tshape.dim)
+    count = 1
+    for size in shape:
+        if size < 0:
+            text = _shape_text(shape)
+            raise TensorDecodeError(
+                INVALID_SHAPE,
+                f"Invalid shape of tensor proto - Expected: non-negative dimensions; Actual: {text}",
+                "non-negative dimensions",
+                text,
+            )
+        count *= size
+    return shape, count
+
+
+def _strings(proto: tensor_pb2.TensorProto) -> np.ndarray:
+    """DT_STRING: ``string_val`` as an object array of bytes, one value per element or one for all."""
+    shape, count = _shape_and_count(proto)
+    if proto.tensor_content:
+        raise TensorDecodeError(
+            INVALID_CONTENT_SIZE,
+            "Invalid content of tensor proto - Expected: DT_STRING values in string_val; Actual: tensor_content",
+            "DT_STRING values in string_val",
+            "tensor_content",
+        )
+    values = proto.string_val
+    have = len(values)
+    if have != count and not (have == 1 and count > 1):
+        raise TensorDecodeError(
+            INVALID_VALUE_COUNT,
+            f"Invalid number of values in tensor proto string_val - Expected: {count} values; Actual: {have} values",
+            count,
+            have,
+        )
+    out = np.empty(count, dtype=object)
+    if have == count:
+        out[:] = list(values)
+    else:  # one value for all: the same bytes object in every element (TF's make_ndarray broadcast)
+        out.fill(values[0])
+    return out.reshape(shape)
 
 
 def _content_size_error(expected: int, actual: int) -> TensorDecodeError:

@@ -17,9 +17,10 @@ from typing import Any
 
 import grpc
 
+from ovmsd.api.accounting import count_request
 from ovmsd.api.errors import ERROR_CODES, bounded
 from ovmsd.api.gate import SHUTTING_DOWN, Gate
-from ovmsd.errors import ErrorKind, ServingError
+from ovmsd.errors import ServingError
 from ovmsd.observe.metrics import RequestMetrics
 
 log = logging.getLogger(__name__)
@@ -140,15 +141,21 @@ class RequestWrapper(grpc.ServerInterceptor):
 def _count(
     metrics: RequestMetrics, info: MethodInfo, request: Any, response: Any, error: ServingError | None, started_ns: int
 ) -> None:
-    """One request's metrics. A model that does not exist gets no series: clients cannot grow the label set."""
-    if error is not None and error.kind == ErrorKind.MODEL_MISSING:
-        return
     try:
         model, version = info.requested(request)
         if response is not None and info.served is not None:
             version = info.served(response)
-        elif error is not None and error.version is not None:
-            version = str(error.version)
-        metrics.series(model, version, info.api, INTERFACE, info.name).finished(response is not None, started_ns)
     except Exception:  # metrics must never fail a request
-        log.exception("counting a %s request failed", info.name)
+        log.exception("labelling a %s request failed", info.name)
+        return
+    count_request(
+        metrics,
+        api=info.api,
+        interface=INTERFACE,
+        method=info.name,
+        model=model,
+        version=version,
+        error=error,
+        failed=response is None,
+        started_ns=started_ns,
+    )

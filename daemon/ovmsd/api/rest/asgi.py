@@ -1,0 +1,137 @@
+"""The REST front ends as one ASGI application: body limits, the request gate, error mapping, request metrics.
+
+Each request is matched to a route, its body read (refused with 413 from the Content-Length alone, before any of it
+is received, when it is over the limit), then handled: inference and reloads on the REST worker threads, everything
+else (health, status, metadata) on the event loop, where it takes microseconds. ``ServingError``s become their
+HTTP status from ``ovmsd.api.errors`` with ``{"error": message}``; any other exception is logged and answered 500.
+Health and metrics routes are never gated, so probes keep their answers during a drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from typing import Any
+
+from ovmsd.api.accounting import count_request
+from ovmsd.api.errors import ERROR_CODES
+from ovmsd.api.gate import SHUTTING_DOWN, Gate
+from ovmsd.api.rest.http import Request, Response, error_response
+from ovmsd.api.rest.router import Route, Router
+from ovmsd.errors import ServingError
+from ovmsd.observe.metrics import RequestMetrics
+
+log = logging.getLogger(__name__)
+
+INTERFACE = "REST"
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class RestApp:
+    def __init__(
+        self,
+        router: Router,
+        *,
+        gate: Gate,
+        workers: Executor,
+        max_body_bytes: int,
+        metrics: RequestMetrics | None = None,
+    ) -> None:
+        self._router = router
+        self._gate = gate
+        self._workers = workers
+        self._max_body = max_body_bytes
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        method, path = scope["method"], scope["path"]
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._max_body:
+            return await _send(send, self._too_large(int(declared)), close=True)
+        body = await self._read_body(receive)
+        if body is None:
+            return await _send(send, self._too_large(None), close=True)
+        found = self._router.match(method, path)
+        if isinstance(found, Response):
+            return await _send(send, found)
+        route, params = found
+        request = Request(method, path, headers, body)
+        if route.pooled:
+            loop = asyncio.get_running_loop()
+            response = await loop.run_in_executor(self._workers, self._handle, route, request, params)
+        else:
+            response = self._handle(route, request, params)
+        await _send(send, response, close=response.status == 503)
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        """The whole body, or None once it grows past the limit (a chunked body has no Content-Length)."""
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._max_body:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _too_large(self, size: int | None) -> Response:
+        actual = f"{size} bytes" if size is not None else "more"
+        return error_response(
+            413,
+            f"Request body too large - Expected: at most {self._max_body} bytes (--max-message-bytes); "
+            f"Actual: {actual}",
+        )
+
+    def _handle(self, route: Route, request: Request, params: dict[str, str]) -> Response:
+        if route.gated and not self._gate.enter():
+            return error_response(503, SHUTTING_DOWN)
+        started = time.perf_counter_ns()
+        error: ServingError | None = None
+        try:
+            response = route.handler(request, params)
+        except ServingError as exc:
+            error = exc
+            response = error_response(ERROR_CODES[exc.kind].http, exc.message)
+        except Exception as exc:
+            log.exception("%s %s failed", request.method, request.path)
+            response = error_response(500, f"Internal server error: {type(exc).__name__}: {exc}")
+        finally:
+            if route.gated:
+                self._gate.leave()
+        if self._metrics is not None and route.metric is not None:
+            count_request(
+                self._metrics,
+                api=route.api,
+                interface=INTERFACE,
+                method=route.metric,
+                model=params.get("model", ""),
+                version=response.served_version or params.get("version", ""),
+                error=error,
+                failed=response.status >= 400,
+                started_ns=started,
+            )
+        return response
+
+
+async def _send(send: Send, response: Response, close: bool = False) -> None:
+    headers = [(b"content-length", str(len(response.body)).encode())]
+    if response.body:
+        headers.append((b"content-type", response.content_type.encode()))
+    headers.extend((name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers)
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})
