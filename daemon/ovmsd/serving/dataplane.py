@@ -3,6 +3,11 @@
 Front ends only translate their wire format to named numpy arrays and back; the data plane resolves the model and
 version, validates and reshapes (through the instance), infers, and answers metadata, status and readiness. Errors
 are ``ServingError`` kinds; each front end maps them through ``ovmsd.api.errors``.
+
+Binary image inputs are decoded here, so every front end gets them by handing over what its wire format carries: a
+1-D numpy object array of encoded JPEG/PNG ``bytes`` (TF Serving ``DT_STRING``, KServe ``BYTES``, REST ``b64``). For
+a rank-4 numeric input it becomes the NHWC batch the input takes (``ovmsd.serving.images``), before the shape checks
+and any reshape; a string tensor to another numeric input is refused with OVMS's precision message.
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from ovmsd.errors import ErrorKind, ServingError, invalid_input
+from ovmsd.serving.images import DEFAULT_MAX_PIXELS, decode_images, is_image_batch
 from ovmsd.serving.manager import ModelManager
 from ovmsd.serving.signature import Signature
 from ovmsd.serving.states import State, VersionStatus
 
 if TYPE_CHECKING:
+    from ovmsd.serving.instance import ModelInstance
     from ovmsd.serving.manager import ModelOutcome
 
 
@@ -62,11 +69,13 @@ class DataPlane:
         phase: Callable[[], str] = lambda: "serving",
         reload: Callable[[], Reloaded] | None = None,
         observer: InferenceObserver | None = None,
+        max_image_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.manager = manager
         self._phase = phase  # the daemon's phase: starting, serving, reloading, stopping
         self._reload = reload
         self._observer = observer
+        self.max_image_pixels = max_image_pixels  # the largest binary input image (width x height), --max-image-pixels
 
     # -- inference -------------------------------------------------------------------------------------------------
 
@@ -83,6 +92,7 @@ class DataPlane:
             try:
                 if not inputs:
                     raise invalid_input("Invalid number of inputs", len(instance.base.signature.inputs), 0, None)
+                inputs = self._decode_images(instance, inputs)
                 started = time.perf_counter_ns()
                 with instance.run(inputs) as (signature, produced):
                     if self._observer is not None:
@@ -92,6 +102,27 @@ class DataPlane:
             except ServingError as exc:
                 exc.version = number  # metrics count the failure against the version that was serving
                 raise
+
+    def _decode_images(self, instance: ModelInstance, inputs: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+        """``inputs`` with every batch of encoded images decoded for its input (the same mapping when there is none).
+
+        The base signature decides (the model as configured: its H, W, C and layout); with ``shape: auto`` the
+        images keep their own size, and the decoded shape asks for a variant like any other request would.
+        """
+        decoded: dict[str, np.ndarray] | None = None
+        for name, array in inputs.items():
+            if array.dtype != np.dtype(object):
+                continue
+            spec = instance.base.signature.input_named(name)
+            if spec is None or not is_image_batch(array, spec):
+                continue  # unknown names and string inputs: the instance's checks answer them
+            rule = instance.rules.get(spec.name)
+            if decoded is None:
+                decoded = dict(inputs)
+            decoded[name] = decode_images(
+                array, spec, auto_shape=rule is not None and rule.auto_shape, max_pixels=self.max_image_pixels
+            )
+        return inputs if decoded is None else decoded
 
     # -- metadata and status ---------------------------------------------------------------------------------------
 
