@@ -322,7 +322,6 @@ def test_broadcast_uses_no_memory_for_the_repeats():
 @pytest.mark.parametrize(
     ("dtype", "name"),
     [
-        (types_pb2.DT_STRING, "DT_STRING"),
         (types_pb2.DT_INVALID, "DT_INVALID"),
         (types_pb2.DT_QINT8, "DT_QINT8"),
         (types_pb2.DT_RESOURCE, "DT_RESOURCE"),
@@ -339,6 +338,37 @@ def test_unsupported_dtype(dtype, name):
     assert err.value.actual == name
     assert str(err.value) == f"Unsupported data type of tensor proto - Expected: a numeric type; Actual: {name}"
     assert isinstance(err.value, ValueError)
+
+
+def test_string_val_decodes_to_an_object_array_of_bytes():
+    """DT_STRING (binary image inputs): one bytes object per element, in order, whatever their lengths."""
+    images = [b"\xff\xd8jpeg", b"", b"\x89PNG" * 1000]
+    wire = tensor_pb2.TensorProto.FromString(proto(types_pb2.DT_STRING, (3,), string_val=images).SerializeToString())
+    out = tensor_to_numpy(wire)
+    assert out.dtype == np.dtype(object) and out.shape == (3,)
+    assert out.tolist() == images and all(type(v) is bytes for v in out)
+    assert tensor_to_numpy(proto(types_pb2.DT_STRING, (2, 1), string_val=[b"a", b"b"])).tolist() == [[b"a"], [b"b"]]
+    assert tensor_to_numpy(proto(types_pb2.DT_STRING, (0,))).shape == (0,)
+
+
+def test_one_string_stands_for_all_elements():
+    out = tensor_to_numpy(proto(types_pb2.DT_STRING, (4,), string_val=[b"same"]))
+    assert out.tolist() == [b"same"] * 4
+
+
+def test_string_value_count_and_tensor_content_errors():
+    with pytest.raises(TensorDecodeError) as err:
+        tensor_to_numpy(proto(types_pb2.DT_STRING, (3,), string_val=[b"a", b"b"]))
+    assert err.value.reason == tensors.INVALID_VALUE_COUNT
+    assert str(err.value) == (
+        "Invalid number of values in tensor proto string_val - Expected: 3 values; Actual: 2 values"
+    )
+    with pytest.raises(TensorDecodeError) as err:
+        tensor_to_numpy(proto(types_pb2.DT_STRING, (1,), tensor_content=b"\x01a"))
+    assert "Expected: DT_STRING values in string_val; Actual: tensor_content" in str(err.value)
+    with pytest.raises(TensorDecodeError) as err:
+        tensor_to_numpy(proto(types_pb2.DT_STRING, (-1,), string_val=[b"a"]))
+    assert err.value.reason == tensors.INVALID_SHAPE
 
 
 def test_negative_dimension():
