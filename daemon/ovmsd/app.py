@@ -102,6 +102,7 @@ class Daemon:
             phase=lambda: self.state.phase,
             reload=self._reload_for_api if settings.config_path is not None else None,
             observer=self.metrics.requests if self.metrics else None,
+            max_image_pixels=settings.max_image_pixels,
         )
         self.notifier = Notifier()
         self.ready_pipe = ReadyPipe(settings.ready_fd)

@@ -302,6 +302,15 @@ OPTIONS: tuple[Option, ...] = (
         minimum=1,
     ),
     Option(
+        "--max-image-pixels",
+        "Largest binary input image accepted, in pixels (width x height, read from its header before decoding: "
+        "larger ones, decompression bombs included, are refused with INVALID_ARGUMENT).",
+        aliases=("--max_image_pixels",),
+        kind="int",
+        default=50_000_000,
+        minimum=1,
+    ),
+    Option(
         "--shape-cache-size",
         "Compiled shapes kept per model version.",
         aliases=("--shape_cache_size",),
