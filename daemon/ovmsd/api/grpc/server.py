@@ -92,7 +92,8 @@ def build_server(
         # Without this, a second daemon could bind the same port and silently share the traffic.
         ("grpc.so_reuseport", 0),
     ]
-    wrapper = RequestWrapper(gate, metrics, {**TFS_METHODS, **KSERVE_METHODS}, {PREDICTION, MODELS, KSERVE})
+    probes = frozenset({f"/{KSERVE}/ServerLive", f"/{KSERVE}/ServerReady"})
+    wrapper = RequestWrapper(gate, metrics, {**TFS_METHODS, **KSERVE_METHODS}, {PREDICTION, MODELS, KSERVE}, probes)
     server = grpc.server(
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"), options=options, interceptors=[wrapper]
     )

@@ -3,8 +3,8 @@
 Servicers raise ``ServingError`` and never touch status codes; this interceptor admits the request through the gate
 (UNAVAILABLE once the daemon is stopping), maps errors through ``ovmsd.api.errors`` (any other exception is logged
 once and answered INTERNAL: the daemon never crashes on a request), and counts every request of a model method,
-failed ones included, with its ``api``/``interface`` labels. The health service is not wrapped: probes keep their
-answers during a drain.
+failed ones included, with its ``api``/``interface`` labels. The health service and KServe's ServerLive and
+ServerReady are not wrapped: probes keep their answers during a drain (live true, ready false).
 """
 
 from __future__ import annotations
@@ -47,18 +47,26 @@ class StreamAnswer:
 
 
 class RequestWrapper(grpc.ServerInterceptor):
-    def __init__(self, gate: Gate, metrics: RequestMetrics | None, methods: dict[str, MethodInfo], services: set[str]):
+    def __init__(
+        self,
+        gate: Gate,
+        metrics: RequestMetrics | None,
+        methods: dict[str, MethodInfo],
+        services: set[str],
+        probes: frozenset[str] = frozenset(),
+    ) -> None:
         self._gate = gate
         self._metrics = metrics
         self._methods = methods  # full method path -> labels, for the methods that count per model
         self._services = services  # the services wrapped (others, e.g. health, pass through)
+        self._probes = probes  # methods of those services that pass through too: liveness and readiness
 
     def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None], details: Any
     ) -> grpc.RpcMethodHandler | None:
         handler = continuation(details)
         method: str = details.method
-        if handler is None or method.lstrip("/").rpartition("/")[0] not in self._services:
+        if handler is None or method in self._probes or method.lstrip("/").rpartition("/")[0] not in self._services:
             return handler
         info = self._methods.get(method)
         if handler.unary_unary is not None:

@@ -95,8 +95,8 @@ def _split_body(request: Request) -> tuple[memoryview, memoryview]:
 
 
 def _decode_inputs(tensors: Any, binary: memoryview, model: str) -> dict[str, np.ndarray]:
-    if not isinstance(tensors, list) or not tensors:
-        raise _invalid(f'Invalid request - Expected: "inputs" as a non-empty list; model name: {codec.short(model)}')
+    if not isinstance(tensors, list):  # an empty list is the data plane's "Invalid number of inputs"
+        raise _invalid(f'Invalid request - Expected: "inputs" as a list; model name: {codec.short(model)}')
     arrays: dict[str, np.ndarray] = {}
     offset = 0
     for index, tensor in enumerate(tensors):
