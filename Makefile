@@ -10,7 +10,7 @@ OVMSCLIENT_VENV := .venv-ovmsclient
 TRITON_VENV := .venv-triton
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: venv venv-clients demo demo-models test lint protos clean systemd-tools
+.PHONY: venv venv-clients demo demo-models test lint protos clean systemd-tools image deploy-tools
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -43,13 +43,28 @@ demo: demo-models
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint deploy/Containerfile
 
-test: venv venv-clients lint systemd-tools
+test: venv venv-clients lint systemd-tools deploy-tools
 	$(BIN)/python -m pytest -ra
 
 # tests/test_systemd.py verifies the generated unit with systemd-analyze (skipped, with the reason, without it)
 systemd-tools:
 	@command -v systemd-analyze >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq --no-install-recommends systemd >/dev/null; } || echo "note: systemd-analyze missing; the unit verification test will be skipped"
+
+# The container image (deploy/Containerfile, built by deploy/image.py with podman): make image [IMAGE=name:tag]
+# [IMAGE_BASE=docker.io/library/python:3.11-slim-bookworm]; without IMAGE_BASE the base is made here with mmdebstrap.
+IMAGE ?= localhost/ovmsctl:latest
+IMAGE_BASE ?=
+image: venv deploy-tools
+	$(BIN)/python deploy/image.py build --tag $(IMAGE) $(if $(IMAGE_BASE),--base $(IMAGE_BASE))
+
+# podman, runc and mmdebstrap for the image (tests/test_container.py), haproxy for the fleet rehearsal
+# (deploy/fleet.py); each test that needs a missing one is skipped, with the reason
+DEPLOY_TOOLS := podman runc mmdebstrap haproxy
+deploy-tools:
+	@missing=$$(for t in $(DEPLOY_TOOLS); do command -v $$t >/dev/null 2>&1 || PATH="$$PATH:/usr/sbin:/sbin" command -v $$t >/dev/null 2>&1 || echo $$t; done); \
+	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; } || echo "note: missing" $$missing"; the tests that need them will be skipped"
 
 protos: venv
 	$(BIN)/python schemas/compile.py
