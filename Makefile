@@ -38,7 +38,7 @@ demo-models: venv
 
 demo: demo-models
 	@$(BIN)/python sample_configs/build_demo_models.py --usage
-	exec $(BIN)/ovmsctl start --foreground --config sample_configs/demo.yaml --bind-address 127.0.0.1
+	exec $(BIN)/ovmsctl start --foreground --config sample_configs/demo.yaml --bind-address 127.0.0.1 --rest-port 8000
 
 lint: venv
 	$(BIN)/ruff check .

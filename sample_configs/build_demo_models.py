@@ -30,6 +30,11 @@ Call them with any TF Serving client on 127.0.0.1:9000, for example:
   numpy_to_tensor(np.random.rand(8, 3, 32, 32).astype(np.float32), request.inputs["images"])
   print(tensor_to_numpy(stub.Predict(request).outputs["probabilities"]).argmax(axis=1))
   PY
+
+or over REST on 127.0.0.1:8000 (TF Serving REST and KServe v2 REST; README.md has a curl line per endpoint):
+
+  curl -d '{"inputs": [{"name": "data", "datatype": "FP32", "shape": [1, 3, 2, 2],
+            "data": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]}]}' http://127.0.0.1:8000/v2/models/segmenter/infer
 """
 
 
