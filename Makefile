@@ -60,7 +60,7 @@ image: venv deploy-tools
 	$(BIN)/python deploy/image.py build --tag $(IMAGE) $(if $(IMAGE_BASE),--base $(IMAGE_BASE))
 
 # podman, runc and mmdebstrap for the image (tests/test_container.py), haproxy for the fleet rehearsal
-# (deploy/fleet.py); each test that needs a missing one is skipped, with the reason
+# (benchmarks/fleet.py); each test that needs a missing one is skipped, with the reason
 DEPLOY_TOOLS := podman runc mmdebstrap haproxy
 deploy-tools:
 	@missing=$$(for t in $(DEPLOY_TOOLS); do command -v $$t >/dev/null 2>&1 || PATH="$$PATH:/usr/sbin:/sbin" command -v $$t >/dev/null 2>&1 || echo $$t; done); \
