@@ -15,6 +15,7 @@ the image has.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -71,6 +72,7 @@ def entrypoint() -> list[str]:
     return command
 
 
+@functools.cache
 def rest_front_end() -> str | None:
     """Why the REST checks cannot run yet, or None when ``python -m ovmsd`` accepts --rest_port."""
     done = subprocess.run([sys.executable, "-m", "ovmsd", "--help"], capture_output=True, text=True, timeout=60)
