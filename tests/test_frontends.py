@@ -496,3 +496,28 @@ def test_metrics_carry_api_and_interface_labels(
         label = f'api="{api}",interface="{interface}",method="{method}",name="dynamic"'
         assert any(line.startswith("ovms_requests_success") and label in line for line in page.splitlines()), label
     assert 'name="nope"' not in page
+
+
+# --- connections ---------------------------------------------------------------------------------------------------
+
+
+def daemon_threads(daemon: Daemon) -> int:
+    status = Path(f"/proc/{daemon.process.pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
+
+
+def test_many_idle_rest_connections_cost_no_threads_and_block_no_one(daemon: Daemon, rest: Rest) -> None:
+    import socket
+
+    assert rest.get("/v2/health/ready").status == 200
+    before = daemon_threads(daemon)
+    idle = []
+    try:
+        for _ in range(300):
+            idle.append(socket.create_connection(("127.0.0.1", daemon.rest_port), timeout=10))  # type: ignore[attr-defined]
+        reply = Rest(daemon.rest_port).post_json("/v1/models/dynamic:predict", {"instances": X.tolist()})  # type: ignore[attr-defined]
+        assert reply.status == 200 and reply.json() == {"predictions": (X * 3).tolist()}
+        assert daemon_threads(daemon) <= before + 2, "no thread per connection"
+    finally:
+        for connection in idle:
+            connection.close()

@@ -21,10 +21,12 @@ from typing import Any
 
 import grpc
 
+from ovmsd.api.auth import ApiKey, ApiKeyError, read_api_key
 from ovmsd.api.gate import Gate
 from ovmsd.api.grpc.health import Health
 from ovmsd.api.grpc.server import BindError, build_server
 from ovmsd.api.rest.server import RestServer, build_rest_server
+from ovmsd.api.tls import Tls, TlsError, TlsFiles
 from ovmsd.config.loader import ConfigError, load_config, single_model_config
 from ovmsd.config.models import ServerConfig
 from ovmsd.observe.logs import configure
@@ -94,6 +96,8 @@ class Daemon:
         self.gate = Gate()
         self.metrics: Metrics | None = None
         self.rest: RestServer | None = None
+        self.tls: Tls | None = None  # every port's certificates, when TLS is on (made by _secure)
+        self.api_key: ApiKey | None = None
         if settings.metrics_port is not None or settings.metrics_enable:
             self.metrics = Metrics(self.manager.snapshot, lambda: self.state.generation)
             self.loader.observers.append(self.metrics.version_loaded)
@@ -128,7 +132,10 @@ class Daemon:
             self.reloader.request("config file change")
 
     def reload(self, trigger: str) -> ReloadResult:
-        """Read the config again and apply it; a config that cannot be read changes nothing."""
+        """Read the config again and apply it; a config that cannot be read changes nothing. TLS certificates are
+        read again too (rotation without a restart; open connections are kept)."""
+        if self.tls is not None:
+            self.tls.reload()
         with self._reload_lock:
             if self.state.phase == "stopping":
                 return ReloadResult(trigger, False, REJECTED, self.state.generation, "the daemon is stopping")
@@ -226,6 +233,7 @@ class Daemon:
             config = self.read_config()
         except (ConfigError, OSError) as exc:
             raise StartupError(f"invalid configuration: {exc}") from exc
+        self._secure(resources)
         server = self._listen(resources)
         self._serve_metrics(config, resources)
         self._listen_rest(config, resources)
@@ -289,6 +297,25 @@ class Daemon:
             raise StartupError(f"cannot write the pidfile {state_dir.pidfile}: {exc.strerror or exc}") from exc
         resources.callback(pidfile.remove)
 
+    def _secure(self, resources: contextlib.ExitStack) -> None:
+        """TLS material for every port (--ssl-config-file or --tls-cert/--tls-key[/--tls-client-ca]) and the API key
+        (--api-key-file or OVMSCTL_API_KEY); either one that cannot be read stops the start-up."""
+        s = self.settings
+        files = TlsFiles(s.ssl_config_file, s.tls_cert, s.tls_key, s.tls_client_ca)
+        if files.enabled or s.tls_client_ca is not None:
+            try:
+                self.tls = Tls(files)
+            except TlsError as exc:
+                raise StartupError(f"TLS: {exc}") from exc
+            resources.callback(self.tls.close)
+            log.info("TLS on every port%s", " with client certificates required" if self.tls.verify_clients else "")
+        try:
+            self.api_key = read_api_key(s.api_key_file)
+        except ApiKeyError as exc:
+            raise StartupError(str(exc)) from exc
+        if self.api_key is not None:
+            log.info("API key required for inference, metadata and reload calls")
+
     def _listen(self, resources: contextlib.ExitStack) -> grpc.Server:
         s = self.settings
         try:
@@ -301,6 +328,8 @@ class Daemon:
                 gate=self.gate,
                 health=self.health,
                 metrics=self.metrics.requests if self.metrics else None,
+                credentials=self.tls.grpc_credentials() if self.tls else None,
+                api_key=self.api_key,
             )
         except BindError as exc:
             raise StartupError(str(exc)) from exc
@@ -335,6 +364,8 @@ class Daemon:
                 drain_s=s.drain_timeout_s,
                 metrics=metrics.requests if metrics else None,
                 metrics_page=page,
+                ssl_context=self.tls.ssl_context() if self.tls else None,
+                api_key=self.api_key,
             )
         except BindError as exc:
             raise StartupError(str(exc)) from exc
@@ -359,7 +390,12 @@ class Daemon:
             log.info("metrics are off: the config's monitoring.metrics.enable is false")
             return
         try:
-            metrics_port = self.metrics.serve(s.bind_address, s.metrics_port, monitoring.metrics_list)
+            if self.tls is not None:
+                with self.tls.pem_files() as pem:
+                    metrics_port = self.metrics.serve(s.bind_address, s.metrics_port, monitoring.metrics_list, pem)
+                self.tls.track(self.metrics.ssl_context)
+            else:
+                metrics_port = self.metrics.serve(s.bind_address, s.metrics_port, monitoring.metrics_list)
         except OSError as exc:
             raise StartupError(
                 f"cannot serve metrics on {s.bind_address}:{s.metrics_port}: {exc.strerror or exc}"

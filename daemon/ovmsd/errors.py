@@ -22,6 +22,7 @@ class ErrorKind(Enum):
     UNSUPPORTED = "Not supported"
     SHUTTING_DOWN = "Server is shutting down; retry on another instance"
     INTERNAL = "Internal server error"
+    UNAUTHENTICATED = "Unauthenticated"
 
 
 class ServingError(Exception):

@@ -250,6 +250,54 @@ OPTIONS: tuple[Option, ...] = (
         default=False,
     ),
     Option(
+        "--ssl-config-file",
+        "TLS on every port from TF Serving's SSLConfig text file (server_key, server_cert, custom_ca, "
+        "client_verify: PEM text); re-read on SIGHUP and `ovmsctl reload`.",
+        aliases=("--ssl_config_file",),
+        kind="path",
+        path="file",
+        absolute=True,
+        shown_default="off",
+    ),
+    Option(
+        "--tls-cert",
+        "TLS on every port: the server certificate (chain), PEM; with --tls-key. Re-read on SIGHUP and "
+        "`ovmsctl reload`.",
+        aliases=("--tls_cert",),
+        kind="path",
+        path="file",
+        absolute=True,
+        shown_default="off",
+    ),
+    Option(
+        "--tls-key",
+        "The private key of --tls-cert, PEM.",
+        aliases=("--tls_key",),
+        kind="path",
+        path="file",
+        absolute=True,
+        shown_default="off",
+    ),
+    Option(
+        "--tls-client-ca",
+        "Mutual TLS: clients must present a certificate signed by this CA (PEM).",
+        aliases=("--tls_client_ca",),
+        kind="path",
+        path="file",
+        absolute=True,
+        shown_default="off",
+    ),
+    Option(
+        "--api-key-file",
+        "Every inference, metadata and reload call must send `Authorization: Bearer KEY` with the key in this "
+        "file (or in the OVMSCTL_API_KEY environment variable); health and readiness stay open.",
+        aliases=("--api_key_file",),
+        kind="path",
+        path="file",
+        absolute=True,
+        shown_default="off",
+    ),
+    Option(
         "--metrics-port",
         "Serve Prometheus metrics on this port at /metrics (0: any free port); the config's monitoring section "
         "may turn them off or choose which are exported.",

@@ -43,6 +43,11 @@ class Settings:
     rest_bind_address: str | None = default_of("rest_bind_address")  # None: bind_address
     rest_workers: int = field(default_factory=factory_of("rest_workers"))
     metrics_enable: bool = default_of("metrics_enable")  # /metrics on the REST port
+    ssl_config_file: Path | None = default_of("ssl_config_file")  # noqa: RUF009 (None)
+    tls_cert: Path | None = default_of("tls_cert")  # noqa: RUF009 (None)
+    tls_key: Path | None = default_of("tls_key")  # noqa: RUF009 (None)
+    tls_client_ca: Path | None = default_of("tls_client_ca")  # noqa: RUF009 (None)
+    api_key_file: Path | None = default_of("api_key_file")  # noqa: RUF009 (None)
     metrics_port: int | None = default_of("metrics_port")  # Prometheus /metrics on bind_address; None: off
     file_system_poll_wait_s: float = default_of("file_system_poll_wait_s")  # 0 turns watching off
     force_polling: bool = default_of("force_polling")  # watch by polling (NFS, bind mounts) instead of inotify

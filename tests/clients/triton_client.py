@@ -28,6 +28,8 @@ OPs and their arguments (``version`` is a string; empty or absent lets the serve
     outputs: optional, names or {"name", "binary_data" (HTTP, default true), "class_count"}; absent: all
              outputs (tritonclient's HTTP client then asks for binary_data_output).
     binary_data: optional command-level default for the inputs' and outputs' binary_data (HTTP).
+    ssl: optional {"ca", "cert", "key"}: TLS, PEM file paths; cert and key for mutual TLS.
+    headers: optional request headers (e.g. {"Authorization": "Bearer KEY"}) for the model ops and infer.
 
 Results:
     success: {"result": VALUE}
@@ -252,21 +254,30 @@ def _infer_args(module, command: dict[str, Any], spec: dict[str, Any]) -> dict[s
 def run_grpc(command: dict[str, Any]) -> Any:
     op = command["op"]
     timeout = float(command.get("timeout", DEFAULT_TIMEOUT))
-    with grpcclient.InferenceServerClient(command["url"]) as client:
+    tls = command.get("ssl") or {}
+    with grpcclient.InferenceServerClient(
+        command["url"],
+        ssl=bool(tls),
+        root_certificates=tls.get("ca"),
+        private_key=tls.get("key"),
+        certificate_chain=tls.get("cert"),
+    ) as client:
         model = command.get("model", "")
         version = str(command.get("version", ""))
+        headers = command.get("headers")
         if op == "is_server_live":
             return client.is_server_live(client_timeout=timeout)
         if op == "is_server_ready":
             return client.is_server_ready(client_timeout=timeout)
         if op == "is_model_ready":
-            return client.is_model_ready(model, version, client_timeout=timeout)
+            return client.is_model_ready(model, version, headers=headers, client_timeout=timeout)
         if op == "get_server_metadata":
-            return client.get_server_metadata(as_json=True, client_timeout=timeout)
+            return client.get_server_metadata(headers=headers, as_json=True, client_timeout=timeout)
         if op == "get_model_metadata":
-            return client.get_model_metadata(model, version, as_json=True, client_timeout=timeout)
+            return client.get_model_metadata(model, version, headers=headers, as_json=True, client_timeout=timeout)
         if op == "infer":
-            return grpc_result(client.infer(**_infer_args(grpcclient, command, command), client_timeout=timeout))
+            result = client.infer(**_infer_args(grpcclient, command, command), headers=headers, client_timeout=timeout)
+            return grpc_result(result)
         if op == "async_infer":
             count = int(command.get("count", 1))
             results: list[Any] = [None] * count
@@ -326,23 +337,31 @@ def run_http(command: dict[str, Any]) -> Any:
     op = command["op"]
     timeout = float(command.get("timeout", DEFAULT_TIMEOUT))
     count = int(command.get("count", 1))
+    tls = command.get("ssl") or {}
+    options = {"ca_certs": tls.get("ca"), "certfile": tls.get("cert"), "keyfile": tls.get("key")}
     with httpclient.InferenceServerClient(
-        command["url"], concurrency=max(1, count), connection_timeout=timeout, network_timeout=timeout
+        command["url"],
+        concurrency=max(1, count),
+        connection_timeout=timeout,
+        network_timeout=timeout,
+        ssl=bool(tls),
+        ssl_options={k: v for k, v in options.items() if v} if tls else None,
     ) as client:
         model = command.get("model", "")
         version = str(command.get("version", ""))
+        headers = command.get("headers")
         if op == "is_server_live":
             return client.is_server_live()
         if op == "is_server_ready":
             return client.is_server_ready()
         if op == "is_model_ready":
-            return client.is_model_ready(model, version)
+            return client.is_model_ready(model, version, headers=headers)
         if op == "get_server_metadata":
-            return client.get_server_metadata()
+            return client.get_server_metadata(headers=headers)
         if op == "get_model_metadata":
-            return client.get_model_metadata(model, version)
+            return client.get_model_metadata(model, version, headers=headers)
         if op == "infer":
-            return http_result(client.infer(**_infer_args(httpclient, command, command)))
+            return http_result(client.infer(**_infer_args(httpclient, command, command), headers=headers))
         if op == "async_infer":
             pending = [client.async_infer(**_infer_args(httpclient, command, command)) for _ in range(count)]
             results = []

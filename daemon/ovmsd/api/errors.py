@@ -32,6 +32,7 @@ ERROR_CODES: dict[ErrorKind, Codes] = {
     ErrorKind.UNSUPPORTED: Codes(grpc.StatusCode.INVALID_ARGUMENT, 400),
     ErrorKind.SHUTTING_DOWN: Codes(grpc.StatusCode.UNAVAILABLE, 503),
     ErrorKind.INTERNAL: Codes(grpc.StatusCode.INTERNAL, 500),
+    ErrorKind.UNAUTHENTICATED: Codes(grpc.StatusCode.UNAUTHENTICATED, 401),
 }
 
 MAX_MESSAGE_CHARS = 2000  # messages that echo client input are cut here, so the real code always reaches the client

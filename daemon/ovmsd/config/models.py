@@ -308,6 +308,7 @@ METRIC_FAMILIES = (
     "ovmsctl_config_reloads",
     "ovmsctl_config_generation",
     "ovmsctl_object_store_errors",
+    "ovmsctl_unauthenticated_requests",
     "process_virtual_memory_bytes",
     "process_resident_memory_bytes",
     "process_start_time_seconds",

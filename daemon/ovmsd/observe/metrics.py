@@ -11,11 +11,13 @@ Names: ``ovms_requests_success``, ``ovms_requests_fail``, ``ovms_request_time_us
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -84,6 +86,12 @@ class RequestMetrics:
             buckets=MICROSECOND_BUCKETS,
             registry=registry,
         )
+        self._unauthenticated = Counter(
+            "ovmsctl_unauthenticated_requests",
+            "Requests refused for a missing or wrong API key (never labelled by model: anyone can send them).",
+            ["api", "interface"],
+            registry=registry,
+        )
         self._series: dict[SeriesKey, RequestSeries] = {}
         self._inference: dict[tuple[str, int], Histogram] = {}
         self._lock = threading.Lock()
@@ -104,6 +112,9 @@ class RequestMetrics:
                     request_time=self._request_time.labels(name, version, api, interface),
                 ),
             )
+
+    def unauthenticated(self, api: str, interface: str) -> None:
+        self._unauthenticated.labels(api, interface).inc()
 
     def inferred(self, name: str, version: int, elapsed_ns: int) -> None:
         child = self._inference.get((name, version))
@@ -154,6 +165,15 @@ class ServingCollector(Collector):
         )  # fmt: skip
 
 
+class PemFiles(Protocol):
+    """Certificate files for the metrics port (``ovmsd.api.tls.Tls.pem_files``)."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None
+    verify_clients: bool
+
+
 class Metrics:
     def __init__(self, models: Models, generation: Callable[[], int]) -> None:
         self.registry = CollectorRegistry()
@@ -197,12 +217,29 @@ class Metrics:
         """The /metrics page (only ``families`` when given) and its content type, for the REST port's /metrics."""
         return generate_latest(FamilyFilter(self.registry, families)), CONTENT_TYPE_LATEST
 
-    def serve(self, address: str, port: int, families: Collection[str] | None = None) -> int:
-        """Serve /metrics over HTTP, only ``families`` when given (the config's metrics_list); returns the port
-        bound. Raises OSError (port in use...)."""
-        server, _ = start_http_server(port, addr=address, registry=FamilyFilter(self.registry, families))
+    def serve(
+        self, address: str, port: int, families: Collection[str] | None = None, tls: PemFiles | None = None
+    ) -> int:
+        """Serve /metrics over HTTP (HTTPS with ``tls``), only ``families`` when given (the config's metrics_list);
+        returns the port bound. Raises OSError (port in use...)."""
+        certificates: dict[str, Any] = {}
+        if tls is not None:
+            certificates = {
+                "certfile": str(tls.cert),
+                "keyfile": str(tls.key),
+                "client_cafile": str(tls.client_ca) if tls.client_ca else None,
+                "client_auth_required": tls.verify_clients,
+            }
+        registry = FamilyFilter(self.registry, families)
+        server, _ = start_http_server(port, addr=address, registry=registry, **certificates)
         self._server = server
         return int(server.server_port)
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The metrics port's TLS context (for certificate reloads), None without TLS."""
+        sock = self._server.socket if self._server is not None else None
+        return sock.context if isinstance(sock, ssl.SSLSocket) else None
 
     def close(self) -> None:
         if self._server is not None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import grpc
 
+from ovmsd.api.auth import ApiKey
 from ovmsd.api.gate import Gate
 from ovmsd.api.grpc.health import Health
 from ovmsd.api.grpc.kserve_service import SERVICE as KSERVE
@@ -84,8 +85,10 @@ def build_server(
     gate: Gate,
     health: Health | None = None,
     metrics: RequestMetrics | None = None,
+    credentials: grpc.ServerCredentials | None = None,
+    api_key: ApiKey | None = None,
 ) -> tuple[grpc.Server, int]:
-    """A ready (not yet started) server and the port it bound (useful with port 0)."""
+    """A ready (not yet started) server and the port it bound (useful with port 0); TLS with ``credentials``."""
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
@@ -93,7 +96,8 @@ def build_server(
         ("grpc.so_reuseport", 0),
     ]
     probes = frozenset({f"/{KSERVE}/ServerLive", f"/{KSERVE}/ServerReady"})
-    wrapper = RequestWrapper(gate, metrics, {**TFS_METHODS, **KSERVE_METHODS}, {PREDICTION, MODELS, KSERVE}, probes)
+    services = {PREDICTION: TFS, MODELS: TFS, KSERVE: KSERVE_API}
+    wrapper = RequestWrapper(gate, metrics, {**TFS_METHODS, **KSERVE_METHODS}, services, probes, api_key)
     server = grpc.server(
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"), options=options, interceptors=[wrapper]
     )
@@ -104,7 +108,8 @@ def build_server(
         health.add_to(server)
     host = f"[{bind_address}]" if ":" in bind_address and not bind_address.startswith("[") else bind_address
     try:
-        bound = server.add_insecure_port(f"{host}:{port}")
+        address = f"{host}:{port}"
+        bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     except RuntimeError as exc:
         raise BindError(f"cannot listen on {host}:{port}: {exc}") from exc
     if bound == 0:

@@ -18,9 +18,10 @@ from typing import Any
 import grpc
 
 from ovmsd.api.accounting import count_request
+from ovmsd.api.auth import UNAUTHENTICATED, ApiKey
 from ovmsd.api.errors import ERROR_CODES, bounded
 from ovmsd.api.gate import SHUTTING_DOWN, Gate
-from ovmsd.errors import ServingError
+from ovmsd.errors import ErrorKind, ServingError
 from ovmsd.observe.metrics import RequestMetrics
 
 log = logging.getLogger(__name__)
@@ -52,41 +53,59 @@ class RequestWrapper(grpc.ServerInterceptor):
         gate: Gate,
         metrics: RequestMetrics | None,
         methods: dict[str, MethodInfo],
-        services: set[str],
+        services: dict[str, str],
         probes: frozenset[str] = frozenset(),
+        api_key: ApiKey | None = None,
     ) -> None:
         self._gate = gate
         self._metrics = metrics
         self._methods = methods  # full method path -> labels, for the methods that count per model
-        self._services = services  # the services wrapped (others, e.g. health, pass through)
+        self._services = services  # the services wrapped, with their api label (others, e.g. health, pass through)
         self._probes = probes  # methods of those services that pass through too: liveness and readiness
+        self._api_key = api_key  # every wrapped call must carry it
 
     def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None], details: Any
     ) -> grpc.RpcMethodHandler | None:
         handler = continuation(details)
         method: str = details.method
-        if handler is None or method in self._probes or method.lstrip("/").rpartition("/")[0] not in self._services:
+        service = method.lstrip("/").rpartition("/")[0]
+        if handler is None or method in self._probes or service not in self._services:
             return handler
         info = self._methods.get(method)
+        api = self._services[service]
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary, info),
+                self._unary(handler.unary_unary, info, api),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_stream is not None:
             return grpc.stream_stream_rpc_method_handler(
-                self._stream(handler.stream_stream, info),
+                self._stream(handler.stream_stream, info, api),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler
 
-    def _unary(self, behavior: Callable[[Any, grpc.ServicerContext], Any], info: MethodInfo | None) -> Callable:
+    def _authenticate(self, context: grpc.ServicerContext, api: str) -> None:
+        """With an API key configured: UNAUTHENTICATED unless the call carries ``authorization: Bearer KEY``."""
+        if self._api_key is None:
+            return
+        given = next((v for k, v in context.invocation_metadata() if k == "authorization"), None)
+        if self._api_key.allows(given):
+            return
+        if self._metrics is not None:
+            self._metrics.unauthenticated(api, INTERFACE)
+        context.abort(ERROR_CODES[ErrorKind.UNAUTHENTICATED].grpc, UNAUTHENTICATED)
+
+    def _unary(
+        self, behavior: Callable[[Any, grpc.ServicerContext], Any], info: MethodInfo | None, api: str
+    ) -> Callable:
         gate, metrics = self._gate, self._metrics
 
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+            self._authenticate(context, api)
             if not gate.enter():
                 context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
             started = time.perf_counter_ns()
@@ -110,7 +129,10 @@ class RequestWrapper(grpc.ServerInterceptor):
         return wrapped
 
     def _stream(
-        self, behavior: Callable[[Iterator[Any], grpc.ServicerContext], Iterator[Any]], info: MethodInfo | None
+        self,
+        behavior: Callable[[Iterator[Any], grpc.ServicerContext], Iterator[Any]],
+        info: MethodInfo | None,
+        api: str,
     ) -> Callable:
         """Each message of a stream is a request: admitted by the gate and counted on its own.
 
@@ -121,6 +143,7 @@ class RequestWrapper(grpc.ServerInterceptor):
         gate, metrics = self._gate, self._metrics
 
         def wrapped(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+            self._authenticate(context, api)
             pending: list[tuple[Any, int]] = []  # the request being answered and when it arrived
 
             def admitted() -> Iterator[Any]:

@@ -17,11 +17,12 @@ from concurrent.futures import Executor
 from typing import Any
 
 from ovmsd.api.accounting import count_request
+from ovmsd.api.auth import UNAUTHENTICATED, ApiKey
 from ovmsd.api.errors import ERROR_CODES
 from ovmsd.api.gate import SHUTTING_DOWN, Gate
 from ovmsd.api.rest.http import Request, Response, error_response
 from ovmsd.api.rest.router import Route, Router
-from ovmsd.errors import ServingError
+from ovmsd.errors import ErrorKind, ServingError
 from ovmsd.observe.metrics import RequestMetrics
 
 log = logging.getLogger(__name__)
@@ -41,12 +42,14 @@ class RestApp:
         workers: Executor,
         max_body_bytes: int,
         metrics: RequestMetrics | None = None,
+        api_key: ApiKey | None = None,
     ) -> None:
         self._router = router
         self._gate = gate
         self._workers = workers
         self._max_body = max_body_bytes
         self._metrics = metrics
+        self._api_key = api_key  # every gated route needs it; health and metrics stay open
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -96,6 +99,12 @@ class RestApp:
         )
 
     def _handle(self, route: Route, request: Request, params: dict[str, str]) -> Response:
+        if route.gated and self._api_key is not None and not self._api_key.allows(request.headers.get("authorization")):
+            if self._metrics is not None:
+                self._metrics.unauthenticated(route.api, INTERFACE)
+            response = error_response(ERROR_CODES[ErrorKind.UNAUTHENTICATED].http, UNAUTHENTICATED)
+            response.headers.append(("www-authenticate", "Bearer"))
+            return response
         if route.gated and not self._gate.enter():
             return error_response(503, SHUTTING_DOWN)
         started = time.perf_counter_ns()

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from typing import Any
 
 import uvicorn
 
+from ovmsd.api.auth import ApiKey
 from ovmsd.api.gate import Gate
 from ovmsd.api.grpc.server import BindError
 from ovmsd.api.rest.asgi import RestApp
@@ -43,7 +45,16 @@ class _Server(uvicorn.Server):
 
 
 class RestServer:
-    def __init__(self, app: Any, *, host: str, port: int, keep_alive_s: float, drain_s: float) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        host: str,
+        port: int,
+        keep_alive_s: float,
+        drain_s: float,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._socket = _bind(host, port)
         self.port: int = self._socket.getsockname()[1]
         config = uvicorn.Config(
@@ -59,6 +70,8 @@ class RestServer:
             timeout_keep_alive=int(keep_alive_s),
             timeout_graceful_shutdown=max(1, int(drain_s)),
         )
+        config.load()
+        config.ssl = ssl_context  # our own context, so that certificate reloads reach it (None: plain HTTP)
         self._server = _Server(config)
         self._thread = threading.Thread(target=self._run, name="rest", daemon=True)
 
@@ -116,6 +129,8 @@ def build_rest_server(
     drain_s: float,
     metrics: RequestMetrics | None = None,
     metrics_page: Callable[[], tuple[bytes, str]] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    api_key: ApiKey | None = None,
 ) -> RestServer:
     """TF Serving REST and KServe v2 REST on one port (and /metrics when ``metrics_page`` is given)."""
     routes = [*TfServingRest(data_plane).routes(), *KServeRest(data_plane).routes()]
@@ -127,5 +142,7 @@ def build_rest_server(
 
         routes.append(route("GET", "/metrics", metrics_route, gated=False))
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rest")
-    app = RestApp(Router(routes), gate=gate, workers=pool, max_body_bytes=max_body_bytes, metrics=metrics)
-    return RestServer(app, host=host, port=port, keep_alive_s=KEEP_ALIVE_S, drain_s=drain_s)
+    app = RestApp(
+        Router(routes), gate=gate, workers=pool, max_body_bytes=max_body_bytes, metrics=metrics, api_key=api_key
+    )
+    return RestServer(app, host=host, port=port, keep_alive_s=KEEP_ALIVE_S, drain_s=drain_s, ssl_context=ssl_context)
