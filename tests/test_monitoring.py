@@ -121,7 +121,8 @@ def test_a_section_asking_for_metrics_without_a_port_says_what_to_do(tmp_path: P
     daemon, _ = start(tmp_path, {"metrics": {"enable": True}}, with_port=False)
     with daemon:
         daemon.wait_available("scale")
-        assert "asks for metrics: give --metrics-port (or --metrics-enable with --rest-port) to serve them" in daemon.log()
+        expected = "asks for metrics: give --metrics-port (or --metrics-enable with --rest-port) to serve them"
+        assert expected in daemon.log()
         assert daemon.stop() == 0, daemon.log()
 
 
