@@ -119,7 +119,7 @@ class Daemon:
         s = self.settings
         if s.config_path is not None:
             self._config_digest = config_digest(s.config_path)
-            config = load_config(s.config_path)
+            config = load_config(s.config_path, max_bytes=s.max_config_bytes)
         else:
             config = single_model_config(**s.single_model)
         return self.mirrors.localize(config) if self.mirrors is not None else config

@@ -359,6 +359,15 @@ OPTIONS: tuple[Option, ...] = (
         minimum=1,
     ),
     Option(
+        "--max-config-bytes",
+        "Largest config file accepted, in bytes (16 MiB; a config of 10,000 models is about 5 MB); a larger one is "
+        "a config error, at start-up and on reload.",
+        aliases=("--max_config_bytes",),
+        kind="int",
+        default=16 * 1024 * 1024,
+        minimum=1,
+    ),
+    Option(
         "--shape-cache-size",
         "Compiled shapes kept per model version.",
         aliases=("--shape_cache_size",),

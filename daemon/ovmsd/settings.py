@@ -30,6 +30,7 @@ class Settings:
     grpc_workers: int = field(default_factory=factory_of("grpc_workers"))
     load_workers: int = field(default_factory=factory_of("load_workers"))  # model versions loading at once
     max_message_bytes: int = default_of("max_message_bytes")
+    max_config_bytes: int = default_of("max_config_bytes")  # a larger config file is a config error
     max_image_pixels: int = default_of("max_image_pixels")  # per binary input image (decompression bombs)
     shape_cache_size: int = default_of("shape_cache_size")
     reshape_timeout_s: float = default_of("reshape_timeout_s")

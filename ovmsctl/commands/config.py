@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ovmsd.options import default_of
+
 if TYPE_CHECKING:
     from ovmsd.config.loader import CheckResult, ConfigIssue
 
@@ -22,12 +24,21 @@ STDIN_NAME = "<stdin>"
     help="Also check the disk: version directories, one model file per served version, and that OpenVINO reads it.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-def validate(config: str, check_models: bool, as_json: bool) -> None:
+@click.option(
+    "--max-config-bytes",
+    "--max_config_bytes",
+    "max_bytes",
+    type=click.IntRange(1),
+    default=default_of("max_config_bytes"),
+    show_default=True,
+    help="Largest config accepted, in bytes: give the daemon's --max-config-bytes to check what it would accept.",
+)
+def validate(config: str, check_models: bool, as_json: bool, max_bytes: int) -> None:
     """Check the model server config CONFIG (JSON or YAML; - reads stdin) and report every problem at once.
 
     Exits 0 when the config is valid, 1 when it is not, 2 when CONFIG cannot be read.
     """
-    result = _check(config)
+    result = _check(config, max_bytes)
     issues = list(result.issues)
     if check_models and result.config is not None:
         from ovmsd.source.model_check import check_models as check_on_disk  # imports OpenVINO: only when asked
@@ -40,14 +51,14 @@ def validate(config: str, check_models: bool, as_json: bool) -> None:
     click.get_current_context().exit(1 if issues else 0)
 
 
-def _check(config: str) -> CheckResult:
+def _check(config: str, max_bytes: int) -> CheckResult:
     from ovmsd.config.loader import check_config, check_config_bytes
 
     if config == "-":
         with click.open_file("-", "rb") as stdin:
-            return check_config_bytes(stdin.read(), base_dir=Path.cwd())
+            return check_config_bytes(stdin.read(max_bytes + 1), base_dir=Path.cwd(), max_bytes=max_bytes)
     try:
-        return check_config(Path(config))
+        return check_config(Path(config), max_bytes=max_bytes)
     except OSError as exc:
         raise click.BadParameter(f"cannot read {config}: {exc.strerror or exc}", param_hint="'CONFIG'") from exc
 
