@@ -1,9 +1,11 @@
 """Config input is bounded (issue 12, item 1): nesting depth, document size and YAML alias expansion are config errors
-with a position, never a traceback; JSON is parsed once, fast, and still has positions.
+with a position, never a traceback; JSON is parsed once, fast; no reload, however it fails, stops the daemon, and a
+stop always wins over a reload in progress.
 
-Each reproduction of the issue is here: the 100,000-level config from ``validate`` and ``start``; the "billion laughs"
-YAML (rejected in under a second and under 100 MB: the bug grew by ~90 MB/s without end) from ``validate``, start-up
-and the config watcher.
+Each reproduction of the issue is here: the 100,000-level config from ``validate``, ``start`` and SIGHUP; the
+"billion laughs" YAML (rejected in under a second and under 100 MB: the bug grew by ~90 MB/s without end) from
+``validate``, start-up and the config watcher; a reload that raises anything at all; SIGTERM during a reload that
+never ends.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,8 @@ import jsonschema
 import numpy as np
 import pytest
 
+from ovmsctl.control import call
+from ovmsd.api.grpc.proto import model_management_pb2
 from ovmsd.config import loader
 from ovmsd.config.loader import (
     MAX_ALIAS_NODES,
@@ -35,6 +41,8 @@ from ovmsd.config.loader import (
 )
 from ovmsd.config.quickcheck import compile_check
 from ovmsd.options import default_of
+from ovmsd.runtime.statedir import StateDir
+from ovmsd.serving.states import ErrorCode
 from tests.support.ctl import Ctl, wait_until
 from tests.support.daemon import REPO, Daemon, write_config
 from tests.support.models import save, scale_model
@@ -493,3 +501,136 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise AssertionError("no VmHWM")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Reloads: rejected, logged once, the old config serving; a stop always wins
+
+# The real daemon, except that reading a config file holding RAISE raises whatever its text names, and reading one
+# holding SPIN computes forever (a parse that never ends, holding the GIL most of the time, as the bomb's did).
+LAUNCHER = """
+import sys
+from pathlib import Path
+
+from ovmsd import app
+
+real_load_config = app.load_config
+
+
+def load_config(path, **kwargs):
+    text = Path(path).read_text()
+    if "RAISE" in text:
+        raise {"RecursionError": RecursionError, "MemoryError": MemoryError}.get(text.split()[1], RuntimeError)(text)
+    while "SPIN" in text:
+        sum(range(10_000))
+    return real_load_config(path, **kwargs)
+
+
+app.load_config = load_config
+sys.exit(app.main(sys.argv[1:]))
+"""
+
+
+def grpc_reload(daemon: Daemon, timeout: float = 60) -> model_management_pb2.ReloadConfigResponse:
+    return daemon.models.HandleReloadConfigRequest(model_management_pb2.ReloadConfigRequest(), timeout=timeout)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> dict[str, Path]:
+    """A model ``m`` (y = 2x) and a config serving it."""
+    save(scale_model([1, 4]), tmp_path / "m", 1)
+    return {"config": write_config(tmp_path / "config.json", [{"name": "m", "base_path": str(tmp_path / "m")}])}
+
+
+def start_patched(tmp_path: Path, config: Path, *extra: str) -> Daemon:
+    launcher = tmp_path / "launcher.py"
+    launcher.write_text(LAUNCHER)
+    args = ["--config", str(config), "--file-system-poll-wait-seconds", "0", "--state-dir", str(tmp_path / "s"), *extra]
+    return Daemon(args, tmp_path / "daemon.log", launcher=[sys.executable, str(launcher)])
+
+
+def test_no_reload_failure_stops_the_daemon(tmp_path: Path, served: dict[str, Path]) -> None:
+    config = served["config"]
+    valid = config.read_text()
+    ctl = Ctl(tmp_path / "s")
+    with start_patched(tmp_path, config) as daemon:
+        daemon.wait_available("m")
+        wait_for_log(daemon, "ready: serving 1/1 models")
+
+        config.write_text(deep_json())  # the issue's reproduction: SIGHUP on a config 100,000 levels deep
+        daemon.process.send_signal(signal.SIGHUP)
+        wait_for_log(daemon, "config reload (SIGHUP) rejected, keeps serving generation 1:")
+        assert f"{config}:1:{22 + MAX_DEPTH}: the config is nested more than {MAX_DEPTH} levels deep" in daemon.log()
+        np.testing.assert_array_equal(daemon.predict("m", {"x": X})["y"], 2 * X)
+
+        for what in ("RecursionError", "MemoryError", "RuntimeError"):
+            config.write_text(f"RAISE {what}")  # anything at all escaping the config reader
+            daemon.process.send_signal(signal.SIGHUP)
+            wait_for_log(daemon, f"config reload (SIGHUP) rejected, keeps serving generation 1: {what}: RAISE")
+            np.testing.assert_array_equal(daemon.predict("m", {"x": X})["y"], 2 * X)
+
+        reloaded = ctl.run("reload", timeout=60)  # ovmsctl reload: the same rejection, the daemon stays
+        assert reloaded.returncode == 1, reloaded
+        assert "RuntimeError: RAISE RuntimeError" in reloaded.stdout + reloaded.stderr
+        answer = grpc_reload(daemon)  # gRPC HandleReloadConfigRequest: an answer, not INTERNAL
+        assert answer.status.error_code == int(ErrorCode.FAILED_PRECONDITION)
+        assert "config rejected: RuntimeError: RAISE RuntimeError" in answer.status.error_message
+
+        config.write_text(valid)
+        assert grpc_reload(daemon).status.error_code == int(ErrorCode.OK)
+        wait_for_log(daemon, "config generation 2 applied (API reload)")
+        np.testing.assert_array_equal(daemon.predict("m", {"x": X})["y"], 2 * X)
+        assert daemon.process.poll() is None
+    log = daemon.log()
+    assert daemon.exit_code == 0, log
+    assert "Traceback" not in log
+    assert log.count("config reload (SIGHUP) rejected") == 4  # each rejection logged once
+    assert log.count("config reload (ovmsctl reload) rejected") == 1
+    assert log.count("config reload (API reload) rejected") == 1
+
+
+def test_sigterm_wins_over_a_reload_that_never_ends(tmp_path: Path, served: dict[str, Path]) -> None:
+    config = served["config"]
+    drain = 30.0
+    with start_patched(tmp_path, config, "--drain-timeout", str(drain)) as daemon:
+        daemon.wait_available("m")
+        wait_for_log(daemon, "ready: serving 1/1 models")
+        config.write_text("SPIN")
+        daemon.process.send_signal(signal.SIGHUP)
+        wait_for_log(daemon, "received SIGHUP: reloading the config")
+
+        answers: dict[str, Any] = {}
+
+        def ask(name: str, call: Any) -> None:
+            try:
+                answers[name] = call()
+            except Exception as exc:
+                answers[name] = exc
+
+        control = StateDir(tmp_path / "s")
+        waiting = [
+            threading.Thread(target=ask, args=("grpc", lambda: grpc_reload(daemon, timeout=drain + 30))),
+            threading.Thread(target=ask, args=("ctl", lambda: call(control, "reload", timeout=drain + 30))),
+        ]
+        for thread in waiting:
+            thread.start()
+        time.sleep(1.0)  # both wait behind the reload that spins
+        assert not answers
+        np.testing.assert_array_equal(daemon.predict("m", {"x": X})["y"], 2 * X)  # serving meanwhile
+
+        sent = time.monotonic()
+        daemon.process.send_signal(signal.SIGTERM)
+        code = daemon.process.wait(timeout=drain + 30)
+        took = time.monotonic() - sent
+        for thread in waiting:
+            thread.join(timeout=30)
+        daemon.stop()
+    log = daemon.log()
+    assert code == 0, log
+    assert took < 10, f"SIGTERM took {took:.1f} s during a reload (drain timeout {drain:.0f} s)\n{log}"
+    # both answered at once, while the reload still spins: rejected because the daemon is stopping
+    assert answers["grpc"].status.error_code == int(ErrorCode.FAILED_PRECONDITION), answers["grpc"]
+    assert answers["grpc"].status.error_message == "the daemon is stopping"
+    assert answers["ctl"]["reload"]["outcome"] == "rejected", answers["ctl"]
+    assert answers["ctl"]["reload"]["message"] == "the daemon is stopping"
+    assert "Traceback" not in log

@@ -111,7 +111,7 @@ class Daemon:
         self.notifier = Notifier()
         self.ready_pipe = ReadyPipe(settings.ready_fd)
         self._reload_lock = threading.Lock()  # two reloads never interleave
-        self.reloader = Reloader(self.reload)
+        self.reloader: Reloader[ReloadResult] = Reloader(self.reload, self._not_reloaded)
 
     # -- configuration ---------------------------------------------------------------------------------------------
 
@@ -161,6 +161,12 @@ class Daemon:
             generation = self.state.generation
             log.error("config reload (%s) rejected, keeps serving generation %d: %s", trigger, generation, exc)
             result = ReloadResult(trigger, False, REJECTED, generation, f"config rejected: {exc}")
+        except Exception as exc:  # no config, however broken, stops the daemon: a rejected reload like the others
+            generation = self.state.generation
+            reason = f"{type(exc).__name__}: {exc}"
+            log.error("config reload (%s) rejected, keeps serving generation %d: %s", trigger, generation, reason)
+            log.debug("config reload (%s): the config could not be read", trigger, exc_info=True)
+            result = ReloadResult(trigger, False, REJECTED, generation, f"config rejected: {reason}")
         else:
             result = self.apply(config, trigger)
         self.state.last_reload = result
@@ -185,9 +191,13 @@ class Daemon:
         outcome = APPLIED if ok else APPLIED_WITH_ERRORS
         return ReloadResult(trigger, ok, outcome, self.state.generation, message, outcomes)
 
+    def _not_reloaded(self, trigger: str, reason: str) -> ReloadResult:
+        """The outcome of a reload that failed or never ran (the reloader's; a stop began, say)."""
+        return ReloadResult(trigger, False, REJECTED, self.state.generation, reason)
+
     def _reload_for_api(self) -> Reloaded:
         """A reload asked for through a front end (HandleReloadConfigRequest, REST ``/v1/config/reload``)."""
-        result = self.reload("API reload")
+        result = self.reloader.reload("API reload")
         changed = any(o.action != "unchanged" for o in result.outcomes)
         return Reloaded(result.ok, changed, result.message, result.outcomes, rejected=result.outcome == REJECTED)
 
@@ -441,7 +451,7 @@ class Daemon:
     def _commands(self) -> dict[str, Any]:
         return {
             "status": self.status,
-            "reload": lambda: {"reload": self.reload("ovmsctl reload").to_dict(), "status": self.status()},
+            "reload": lambda: {"reload": self.reloader.reload("ovmsctl reload").to_dict(), "status": self.status()},
         }
 
     def _main_loop(self, inbox: SignalInbox, serve: Callable[[], None]) -> None:
