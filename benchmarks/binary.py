@@ -20,9 +20,10 @@ Cases: front end x payload x batch (1, 8) x clients (1, 4). Clients are closed-l
 process (each its own channel and TCP connection, its requests built once, each response decoded to numpy); they
 compete with the daemon for the machine's cores and the numbers include them. Each case warms up, then measures for
 ``--duration`` seconds; images/s counts the work done inside the window (``common.window_stats``), p50/p99 the
-requests completed in it. Cases are interleaved (jpeg, float32, jpeg, ...) and the set is repeated ``--repeats``
-times; tables show medians across repeats, ratios are medians of per-repeat jpeg/float32 ratios. The CPU the daemon,
-the client process and the rest of the machine used is recorded for every window (the machine is shared).
+requests completed in it. Cases are interleaved (jpeg, float32, jpeg, ...; float32 first in odd repeats) and the
+set is repeated ``--repeats`` times; tables show medians across repeats, ratios are medians of per-repeat
+jpeg/float32 ratios. The CPU the daemon, the client process and the rest of the machine used is recorded for every
+window (the machine is shared).
 
 Front ends are a dimension (``FRONT_ENDS``): ``tfs-grpc`` today. Another (KServe gRPC ``BYTES``, KServe REST binary
 extension, TF Serving REST ``b64``) is one class with ``requests``/``call``/``wire_bytes``, listed there.
@@ -86,6 +87,7 @@ INPUT, OUTPUT = "images", "probs"
 PAYLOADS = ("jpeg", "float32")
 TIMEOUT_S = 300
 NOISY_CORES = 0.25  # a window is noisy when processes outside the benchmark kept this many cores busy
+MIN_QUIET_PAIRS = 3  # the target is judged on the pairs of quiet windows when there are this many, else on all
 TARGET_RATIO = 0.90  # jpeg throughput / float32 throughput, ResNet-50 at batch 1, 4 clients
 
 
@@ -375,11 +377,18 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         same = [r for r in rows if (r["front_end"], r["batch"], r["clients"]) == (front_end, batch, clients)]
         by_payload = {p: [r for r in same if r["payload"] == p] for p in PAYLOADS}
         dense = {r["repeat"]: r for r in by_payload["float32"]}
-        ratios = [ratio(r["img_s"], dense[r["repeat"]]["img_s"]) for r in by_payload["jpeg"] if r["repeat"] in dense]
+        pairs = [(r, dense[r["repeat"]]) for r in by_payload["jpeg"] if r["repeat"] in dense]
+        ratios = [ratio(j["img_s"], f["img_s"]) for j, f in pairs]
+        quiet = [
+            ratio(j["img_s"], f["img_s"])
+            for j, f in pairs
+            if max(j["other_busy_cores"], f["other_busy_cores"]) <= NOISY_CORES
+        ]
         out.append({
             "front_end": front_end, "batch": batch, "clients": clients, "repeats": len(by_payload["jpeg"]),
             **{p: {k: median(r[k] for r in rs) for k in KEYS} for p, rs in by_payload.items()},
             "throughput_ratio": median(ratios), "throughput_ratios": ratios,
+            "quiet_ratio": median(quiet), "quiet_ratios": quiet,  # pairs whose both windows were quiet
             "other_busy_cores": median(r["other_busy_cores"] for r in same),
             "noisy_runs": sum(r["other_busy_cores"] > NOISY_CORES for r in same), "runs": len(same),
         })  # fmt: skip
@@ -390,10 +399,12 @@ def evaluate_targets(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
     targets = []
     for s in summary:
         if s["batch"] == 1 and s["clients"] == 4:
-            measured = s["throughput_ratio"]
+            quiet = len(s["quiet_ratios"]) >= MIN_QUIET_PAIRS
+            measured = s["quiet_ratio"] if quiet else s["throughput_ratio"]
+            which = f"{len(s['quiet_ratios'])} quiet pairs" if quiet else f"all {len(s['throughput_ratios'])} pairs"
             targets.append({
                 "target": f"{s['front_end']}, ResNet-50 batch 1, 4 clients: jpeg images/s >= {TARGET_RATIO:.0%} of "
-                "float32",
+                f"float32 (median of {which})",
                 "measured": measured,
                 "status": "N/A" if math.isnan(measured) else ("PASS" if measured >= TARGET_RATIO else "MISS"),
             })  # fmt: skip
@@ -423,11 +434,20 @@ def print_results(results: dict[str, Any], markdown: bool = False) -> None:
     )  # fmt: skip
     noise = [
         [s["front_end"], s["batch"], s["clients"], fmt(s["other_busy_cores"], 2), f"{s['noisy_runs']}/{s['runs']}",
-         " ".join(fmt(r, 2) for r in s["throughput_ratios"])]
+         " ".join(fmt(r, 2) for r in s["throughput_ratios"]),
+         f"{fmt(s['quiet_ratio'], 2)} ({len(s['quiet_ratios'])})"]
         for s in summary
     ]  # fmt: skip
     print_table(
-        ["front end", "batch", "clients", "other cores busy", "noisy runs", "jpeg/float32 per repeat"],
+        [
+            "front end",
+            "batch",
+            "clients",
+            "other cores busy",
+            "noisy runs",
+            "jpeg/float32 per repeat",
+            "quiet pairs' median (n)",
+        ],
         noise,
         markdown=markdown,
         title=f"Machine noise (CPU used by processes outside the benchmark; noisy: > {NOISY_CORES} cores)",
@@ -472,8 +492,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker == "client":
         return client_worker(args.photo_files)
-    if args.report is not None:
-        print_results(json.loads(args.report.read_text()), markdown=args.markdown)
+    if args.report is not None:  # medians and targets recomputed from the raw runs
+        saved = json.loads(args.report.read_text())
+        medians = summarize(saved["runs"])
+        print_results({"medians": medians, "targets": evaluate_targets(medians)}, markdown=args.markdown)
         return 0
     front_ends = [f.strip() for f in args.front_ends.split(",") if f.strip()]
     unknown = [f for f in front_ends if f not in FRONT_ENDS]
@@ -548,19 +570,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                     duration=duration, **case,
                 )  # fmt: skip
 
-            cases = [
-                {"front_end": f, "payload": p, "batch": b, "clients": c}
-                for f in front_ends
-                for b in batch_sizes
-                for c in clients_list
-                for p in PAYLOADS
-            ]
+            def cases_of(repeat: int) -> list[dict[str, Any]]:
+                """Every case, each payload pair side by side; which payload goes first alternates by repeat."""
+                order = PAYLOADS if repeat % 2 == 0 else PAYLOADS[::-1]
+                return [
+                    {"front_end": f, "payload": p, "batch": b, "clients": c}
+                    for f in front_ends
+                    for b in batch_sizes
+                    for c in clients_list
+                    for p in order
+                ]
+
+            cases = cases_of(0)
             for case in cases:  # prime every infer request and stream, outside any measurement
                 if case["payload"] == "jpeg":
                     case_run({**case, "clients": max(clients_list)}, 0.0, 0.5 if args.quick else 1.5)
             total, done, started = args.repeats * len(cases), 0, time.monotonic()
             for r in range(args.repeats):
-                for case in cases:
+                for case in cases_of(r):
                     raw = case_run(case, args.warmup, args.duration)
                     row = row_of(case, r, raw)
                     rows.append(row)
