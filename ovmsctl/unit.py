@@ -64,6 +64,9 @@ def _path_list(paths: Iterable[Path]) -> str:
     return " ".join(escape_arg("-" + p, exec_line=False) for p in unique)  # "-": a missing path is no error
 
 
+OPEN_FILES = 65536
+
+
 def render(spec: UnitSpec) -> str:
     exec_start = " ".join(escape_arg(a) for a in spec.command) + f" --state-dir {state_dir(spec)}"
     unit = [
@@ -80,6 +83,8 @@ def render(spec: UnitSpec) -> str:
         "ExecReload=kill -HUP $MAINPID",
         "Restart=on-failure",
         "RestartSec=2",
+        # every connection is a file; systemd's default soft limit (1,024) locks clients out after ~1,000 idle ones
+        f"LimitNOFILE={OPEN_FILES}",
         f"TimeoutStartSec={spec.start_timeout_s:g}",
         f"TimeoutStopSec={spec.stop_timeout_s:g}",
         f"SyslogIdentifier={spec.name}",

@@ -193,6 +193,7 @@ def test_service_print_gives_a_notify_unit_with_a_sandbox(config: Path) -> None:
     assert "--port 9100 --metrics-port 9101" in exec_start and exec_start.endswith("--state-dir %t/ovmsctl")
     assert unit["ExecReload"] == ["kill -HUP $MAINPID"]
     assert unit["Restart"] == ["on-failure"]
+    assert unit["LimitNOFILE"] == ["65536"], "1,024 open files lock clients out after ~1,000 idle connections"
     assert unit["RuntimeDirectory"] == ["ovmsctl"] and unit["RuntimeDirectoryMode"] == ["0700"]
     for setting in ("NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateDevices=yes"):
         key, value = setting.split("=")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 import signal
 import sys
 import threading
@@ -42,6 +43,7 @@ from ovmsd.observe.report import (
     summarize,
 )
 from ovmsd.runtime.control import ControlServer
+from ovmsd.runtime.limits import raise_open_files_limit
 from ovmsd.runtime.pidfile import AlreadyRunning, PidFile, StateDirLock
 from ovmsd.runtime.readyfd import ReadyPipe
 from ovmsd.runtime.reloader import Reloader
@@ -340,6 +342,8 @@ class Daemon:
                 metrics=self.metrics.requests if self.metrics else None,
                 credentials=self.tls.grpc_credentials() if self.tls else None,
                 api_key=self.api_key,
+                max_connections=s.max_connections,
+                idle_timeout_s=s.idle_timeout_s,
             )
         except BindError as exc:
             raise StartupError(str(exc)) from exc
@@ -376,6 +380,8 @@ class Daemon:
                 metrics_page=page,
                 ssl_context=self.tls.ssl_context() if self.tls else None,
                 api_key=self.api_key,
+                max_connections=s.max_connections,
+                keep_alive_s=s.idle_timeout_s,
             )
         except BindError as exc:
             raise StartupError(str(exc)) from exc
@@ -439,6 +445,7 @@ class Daemon:
             s.config_path.absolute() if s.config_path else None,
             poll_interval_s=s.file_system_poll_wait_s,
             force_polling=s.force_polling,
+            files_changed=self.manager.fingerprints.changed,
         )
         self.updates.start(config)
         resources.callback(self._stop_watching)
@@ -500,6 +507,16 @@ def main(argv: list[str] | None = None) -> int:
     settings = parse(sys.argv[1:] if argv is None else argv)
     configure(settings.log_level, settings.log_file)
     log.info("ovmsd starting (pid %d)", os.getpid())
+    soft, _ = raise_open_files_limit()
+    needed = 2 * settings.max_connections + 256  # both ports full, plus models, logs, sockets
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning(
+            "the open-files limit (%d) is below what --max-connections %d on two ports needs (%d): raise the hard "
+            "limit (LimitNOFILE=, ulimit -Hn) or lower --max-connections",
+            soft,
+            settings.max_connections,
+            needed,
+        )
     daemon = Daemon(settings)
     code = daemon.run()
     abandoned = daemon.manager.loads_running

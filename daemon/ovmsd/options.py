@@ -342,6 +342,25 @@ OPTIONS: tuple[Option, ...] = (
         minimum=1,
     ),
     Option(
+        "--max-connections",
+        "Open client connections accepted per port (gRPC, REST); past it gRPC refuses new connections and REST "
+        "answers 503. The limit on open files is raised to its hard limit at start to fit them.",
+        aliases=("--max_connections",),
+        kind="int",
+        default=10_000,
+        minimum=1,
+    ),
+    Option(
+        "--idle-timeout",
+        "Seconds an idle client connection stays open (REST keep-alive; gRPC closes idle connections with "
+        "GOAWAY, clients reconnect by themselves).",
+        aliases=("--idle_timeout",),
+        kind="float",
+        default=75.0,
+        minimum=1,
+        field="idle_timeout_s",
+    ),
+    Option(
         "--max-message-bytes",
         "Largest gRPC message accepted, in bytes (1 GiB, like OVMS).",
         aliases=("--max_message_bytes",),

@@ -29,6 +29,8 @@ class Settings:
     log_file: Path | None = default_of("log_file")  # noqa: RUF009 (None)
     grpc_workers: int = field(default_factory=factory_of("grpc_workers"))
     load_workers: int = field(default_factory=factory_of("load_workers"))  # model versions loading at once
+    max_connections: int = default_of("max_connections")  # per port
+    idle_timeout_s: float = default_of("idle_timeout_s")
     max_message_bytes: int = default_of("max_message_bytes")
     max_config_bytes: int = default_of("max_config_bytes")  # a larger config file is a config error
     max_image_pixels: int = default_of("max_image_pixels")  # per binary input image (decompression bombs)

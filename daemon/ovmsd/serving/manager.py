@@ -29,7 +29,8 @@ from ovmsd.serving.lifecycle import Lifecycle
 from ovmsd.serving.states import ModelSnapshot, State, VersionStatus
 from ovmsd.serving.version import ModelVersion
 from ovmsd.serving.workers import WorkerPool
-from ovmsd.source.repository import ModelFileError, find_model_file, fingerprint, is_settled, list_versions, read_path
+from ovmsd.source.fingerprints import FingerprintCache
+from ovmsd.source.repository import ModelFileError, find_model_file, is_settled, list_versions, read_path
 
 if TYPE_CHECKING:
     from ovmsd.serving.instance import ModelInstance
@@ -120,6 +121,7 @@ class ModelManager:
         self._lanes: dict[str, _Lane] = {}
         self._cond = threading.Condition()  # guards the dictionaries, the lanes and the stopping flag; held briefly
         self._stopping = False
+        self.fingerprints = FingerprintCache()  # the watcher reports changed files to it (``files_changed``)
 
     # -- desired state ---------------------------------------------------------------------------------------------
 
@@ -314,7 +316,7 @@ class ModelManager:
     ) -> LoadResult:
         path = config.base_path / str(number)
         version = served.versions.get(number)
-        current = fingerprint(path)
+        current = self.fingerprints.fingerprint(path)
         live = version is not None and version.state == State.AVAILABLE
         tried = version is not None and version.state in (State.AVAILABLE, State.LOADING)
         if tried and version is not None and version.fingerprint == current and not force:

@@ -33,12 +33,17 @@ class LiveUpdates:
         *,
         poll_interval_s: float,
         force_polling: bool,
+        files_changed: Callable[[set[Path]], None] = lambda paths: None,
     ) -> None:
         self._reconcile = reconcile
         self._reload_if_changed = reload_if_changed
         self._config_path = config_path
         self._watcher = ChangeWatcher(
-            self._models_changed, self._config_changed, poll_interval_s=poll_interval_s, force_polling=force_polling
+            self._models_changed,
+            self._config_changed,
+            poll_interval_s=poll_interval_s,
+            force_polling=force_polling,
+            files_changed=files_changed,
         )
 
     def start(self, config: ServerConfig) -> None:

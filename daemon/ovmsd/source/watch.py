@@ -24,9 +24,12 @@ Callback = Callable[[], object]  # must return soon: the work it starts runs els
 
 
 class _Events(FileSystemEventHandler):
-    def __init__(self, notify: Callable[[str], None], config_file: Path | None) -> None:
+    def __init__(
+        self, notify: Callable[[str], None], config_file: Path | None, files_changed: Callable[[set[Path]], None]
+    ) -> None:
         self._notify = notify
         self._config_file = config_file
+        self._files_changed = files_changed
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("opened", "closed_no_write"):
@@ -35,6 +38,7 @@ class _Events(FileSystemEventHandler):
         if self._config_file is not None and self._config_file in paths:
             self._notify("config")
         elif self._config_file is None or any(p.parent != self._config_file.parent for p in paths):
+            self._files_changed(paths)
             self._notify("models")
 
 
@@ -47,7 +51,9 @@ class ChangeWatcher:
         poll_interval_s: float = 1.0,
         debounce_s: float = 0.2,
         force_polling: bool = False,
+        files_changed: Callable[[set[Path]], None] = lambda paths: None,
     ) -> None:
+        self._files_changed = files_changed  # at once, on the observer's thread: must be cheap
         self._callbacks = {"models": on_models_changed, "config": on_config_changed}
         self._poll_interval = poll_interval_s
         self._debounce = debounce_s
@@ -73,7 +79,7 @@ class ChangeWatcher:
             return
         self._watched = wanted
         self._observer.unschedule_all()
-        handler = _Events(self._notify, config_file)
+        handler = _Events(self._notify, config_file, self._files_changed)
         if config_file is not None:  # the directory, so that editors' write-and-rename and delete-and-recreate show
             self._schedule(handler, config_file.parent, recursive=False)
         for directory in wanted[0]:

@@ -87,6 +87,8 @@ def build_server(
     metrics: RequestMetrics | None = None,
     credentials: grpc.ServerCredentials | None = None,
     api_key: ApiKey | None = None,
+    max_connections: int | None = None,
+    idle_timeout_s: float | None = None,
 ) -> tuple[grpc.Server, int]:
     """A ready (not yet started) server and the port it bound (useful with port 0); TLS with ``credentials``."""
     options = [
@@ -95,6 +97,10 @@ def build_server(
         # Without this, a second daemon could bind the same port and silently share the traffic.
         ("grpc.so_reuseport", 0),
     ]
+    if max_connections is not None:
+        options.append(("grpc.max_allowed_incoming_connections", max_connections))
+    if idle_timeout_s is not None:
+        options.append(("grpc.max_connection_idle_ms", int(idle_timeout_s * 1000)))
     probes = frozenset({f"/{KSERVE}/ServerLive", f"/{KSERVE}/ServerReady"})
     services = {PREDICTION: TFS, MODELS: TFS, KSERVE: KSERVE_API}
     wrapper = RequestWrapper(gate, metrics, {**TFS_METHODS, **KSERVE_METHODS}, services, probes, api_key)

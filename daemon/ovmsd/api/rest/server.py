@@ -54,6 +54,7 @@ class RestServer:
         keep_alive_s: float,
         drain_s: float,
         ssl_context: ssl.SSLContext | None = None,
+        max_connections: int | None = None,
     ) -> None:
         self._socket = _bind(host, port)
         self.port: int = self._socket.getsockname()[1]
@@ -67,7 +68,9 @@ class RestServer:
             log_config=None,
             log_level="warning",
             server_header=False,
-            timeout_keep_alive=int(keep_alive_s),
+            timeout_keep_alive=max(1, round(keep_alive_s)),
+            # uvicorn answers 503 once the connections (the asking one included) reach the limit: +1 admits them all
+            limit_concurrency=max_connections + 1 if max_connections is not None else None,
             timeout_graceful_shutdown=max(1, int(drain_s)),
         )
         config.load()
@@ -131,6 +134,8 @@ def build_rest_server(
     metrics_page: Callable[[], tuple[bytes, str]] | None = None,
     ssl_context: ssl.SSLContext | None = None,
     api_key: ApiKey | None = None,
+    max_connections: int | None = None,
+    keep_alive_s: float = KEEP_ALIVE_S,
 ) -> RestServer:
     """TF Serving REST and KServe v2 REST on one port (and /metrics when ``metrics_page`` is given)."""
     routes = [*TfServingRest(data_plane).routes(), *KServeRest(data_plane).routes()]
@@ -145,4 +150,12 @@ def build_rest_server(
     app = RestApp(
         Router(routes), gate=gate, workers=pool, max_body_bytes=max_body_bytes, metrics=metrics, api_key=api_key
     )
-    return RestServer(app, host=host, port=port, keep_alive_s=KEEP_ALIVE_S, drain_s=drain_s, ssl_context=ssl_context)
+    return RestServer(
+        app,
+        host=host,
+        port=port,
+        keep_alive_s=keep_alive_s,
+        drain_s=drain_s,
+        ssl_context=ssl_context,
+        max_connections=max_connections,
+    )
