@@ -74,3 +74,17 @@ def test_a_missing_directory_has_an_empty_fingerprint_and_no_entry(tmp_path: Pat
     assert cache.fingerprint(tmp_path / "nope") == ()
     assert cache.fingerprint(tmp_path / "nope") == ()
     assert cache.full_scans == 2
+
+
+def test_the_config_digest_reads_at_most_the_size_limit(tmp_path: Path) -> None:
+    from ovmsd.source.updates import config_digest
+
+    config = tmp_path / "config.json"
+    with config.open("wb") as out:  # a sparse 1 TB file: reading it whole would never end
+        out.truncate(1 << 40)
+    started = time.monotonic()
+    assert config_digest(config, max_bytes=1 << 20) is not None
+    assert time.monotonic() - started < 5
+    small = tmp_path / "small.json"
+    small.write_text('{"model_config_list": []}')
+    assert config_digest(small, 100) == config_digest(small) != config_digest(config, 100)

@@ -120,7 +120,7 @@ class Daemon:
     def read_config(self) -> ServerConfig:
         s = self.settings
         if s.config_path is not None:
-            self._config_digest = config_digest(s.config_path)
+            self._config_digest = config_digest(s.config_path, s.max_config_bytes)
             config = load_config(s.config_path, max_bytes=s.max_config_bytes)
         else:
             config = single_model_config(**s.single_model)
@@ -129,7 +129,7 @@ class Daemon:
     def reload_if_changed(self) -> None:
         """The config file watcher's callback: ask for a reload when the content differs from what was last read."""
         path = self.settings.config_path
-        if path is not None and config_digest(path) != self._config_digest:
+        if path is not None and config_digest(path, self.settings.max_config_bytes) != self._config_digest:
             log.info("config file %s changed: reloading", path)
             self.reloader.request("config file change")
 

@@ -10,12 +10,26 @@ from ovmsd.config.models import ServerConfig
 from ovmsd.source.watch import ChangeWatcher
 
 
-def config_digest(path: Path) -> str | None:
-    """The config file's content hash (editors that save by rename change the inode, not necessarily the mtime)."""
+def config_digest(path: Path, max_bytes: int | None = None) -> str | None:
+    """The config file's content hash (editors that save by rename change the inode, not necessarily the mtime).
+
+    At most ``max_bytes`` + 1 bytes are read (in chunks): a file over the config size limit is refused by the
+    loader anyway, and a huge one must not be read whole on every file event.
+    """
+    digest = hashlib.sha256()
+    left = max_bytes + 1 if max_bytes is not None else None
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        with path.open("rb") as file:
+            while left is None or left > 0:
+                chunk = file.read(1 << 20 if left is None else min(1 << 20, left))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                if left is not None:
+                    left -= len(chunk)
     except OSError:
         return None
+    return digest.hexdigest()
 
 
 class LiveUpdates:
