@@ -88,3 +88,13 @@ def test_the_config_digest_reads_at_most_the_size_limit(tmp_path: Path) -> None:
     small = tmp_path / "small.json"
     small.write_text('{"model_config_list": []}')
     assert config_digest(small, 100) == config_digest(small) != config_digest(config, 100)
+
+
+def test_a_version_a_mirror_installed_is_settled_at_once(tmp_path: Path) -> None:
+    from ovmsd.source.repository import MIRROR_MANIFEST, is_settled
+
+    folder = version_dir(tmp_path, files=3)
+    now = time.time()
+    assert not is_settled(folder, quiet_s=1.0, now=now), "just written, not renamed: wait for quiet"
+    (folder / MIRROR_MANIFEST).write_text("{}")
+    assert is_settled(folder, quiet_s=1.0, now=now)

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ovmsd.config.models import ServerConfig, StoreUrl
+from ovmsd.source.repository import MIRROR_MANIFEST
 from ovmsd.source.s3 import (
     Listing,
     ObjectChanged,
@@ -53,7 +54,7 @@ from ovmsd.source.s3 import (
 
 log = logging.getLogger(__name__)
 
-MANIFEST = ".ovmsd-objects.json"  # hidden: find_model_file and the version listing ignore it
+MANIFEST = MIRROR_MANIFEST  # written last into a download: a version with it is whole
 PARTIAL = ".partial"
 FIRST_GAP_S = 1.0  # with live updates off, the two start-up listings are this far apart
 BACKOFF_CAP_S = 30.0

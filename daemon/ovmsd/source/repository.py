@@ -79,6 +79,9 @@ def _is_model_file(path: Path) -> bool:
 
 
 Fingerprint = tuple[tuple[str, int, int], ...]
+# An object-store mirror writes this into a version directory last and renames the directory into place whole
+# (ovmsd.source.objectstore); hidden, so find_model_file and the version listing ignore it.
+MIRROR_MANIFEST = ".ovmsd-objects.json"
 
 
 def fingerprint(version_dir: Path) -> Fingerprint:
@@ -94,8 +97,12 @@ def is_settled(version_dir: Path, quiet_s: float, now: float) -> bool:
     """Whether a version directory is complete enough to load.
 
     It is when its files stopped changing ``quiet_s`` seconds ago, or at once when the directory itself changed after
-    its last file did (it was renamed into place, the atomic way to publish a version). A missing directory is not.
+    its last file did (it was renamed into place, the atomic way to publish a version), or when an object-store
+    mirror installed it (its manifest, written last, is there; the rename may fall in the same clock tick as the
+    last write, which the time test cannot tell apart). A missing directory is not.
     """
+    if (version_dir / MIRROR_MANIFEST).is_file():
+        return True
     try:
         newest_file = max((_changed_at(p) for p in version_dir.rglob("*") if p.is_file()), default=0.0)
         directory = version_dir.stat().st_ctime_ns / 1e9
