@@ -16,6 +16,8 @@ import numpy as np
 from ovmsd.api.kserve.codec import short
 from ovmsd.errors import ErrorKind, ServingError
 
+MAX_RANK = 32  # nested lists a BYTES tensor may have: a tensor's dimensions (as ovmsd.api.grpc.tensors allows)
+
 
 def is_bytes_value(value: Any) -> bool:
     """The first leaf of a nested value is a string or a ``{"b64": ...}`` object."""
@@ -82,9 +84,15 @@ def _nesting(name: str) -> ServingError:
     )
 
 
-def _bytes_shape(value: Any, leaves: list[bytes], name: str) -> tuple[int, ...]:
+def _bytes_shape(value: Any, leaves: list[bytes], name: str, depth: int = 0) -> tuple[int, ...]:
     if isinstance(value, list):
-        shapes = {_bytes_shape(item, leaves, name) for item in value}
+        if depth == MAX_RANK:  # before numpy's own limit (64) and the interpreter's recursion limit (1,000)
+            raise ServingError(
+                ErrorKind.INVALID_INPUT,
+                message=f"Invalid input shape - Expected: at most {MAX_RANK} dimensions; Actual: more nested lists; "
+                f"input name: {short(name)}",
+            )
+        shapes = {_bytes_shape(item, leaves, name, depth + 1) for item in value}
         if len(shapes) > 1:
             raise _nesting(name)
         return (len(value), *(shapes.pop() if shapes else ()))
