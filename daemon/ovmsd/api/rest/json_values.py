@@ -52,7 +52,7 @@ def numeric_array(value: Any, dtype: np.dtype, name: str) -> np.ndarray:
         )
     if dtype.kind in "iu" and parsed.size:
         info = np.iinfo(dtype)
-        low, high = parsed.min(), parsed.max()
+        low, high = int(parsed.min()), int(parsed.max())  # numpy's bool cannot be compared with 2**64 - 1
         if low < info.min or high > info.max:
             raise ServingError(
                 ErrorKind.INVALID_INPUT,
