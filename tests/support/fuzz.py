@@ -71,7 +71,7 @@ _COMMON: dict[str, Any] = {
 }
 # ci: what make test runs (every property in a few seconds on a busy 2-core machine). Deadlines are generous: the
 # per-example time bounds that matter are asserted by the properties themselves; these only catch a hang.
-settings.register_profile("ci", max_examples=100, deadline=2000, **_COMMON)
+settings.register_profile("ci", max_examples=100, deadline=5000, **_COMMON)
 settings.register_profile("long", max_examples=5000, deadline=10_000, **_COMMON)
 PROFILE = os.environ.get(PROFILE_ENV, "ci")
 settings.load_profile(PROFILE)
@@ -208,7 +208,7 @@ def check_tensor(proto: tensor_pb2.TensorProto) -> str:
             return f"known bug: {known}"
         raise AssertionError(f"{type(exc).__name__}: {exc}") from exc
     finally:
-        assert time.perf_counter() - started < 1.0, "decoding took more than a second"
+        assert time.perf_counter() - started < 3.0, "decoding took seconds: it allocated or walked per element"
     dims = tuple(d.size for d in proto.tensor_shape.dim)
     assert isinstance(array, np.ndarray), type(array)
     assert array.shape == dims, (array.shape, dims)
@@ -494,7 +494,7 @@ YAML_TRICKS = [
 ]
 
 
-CONFIG_SECONDS = 2.0  # one document of a few KiB; the loader takes milliseconds
+CONFIG_SECONDS = 5.0  # one document of a few KiB: the loader takes milliseconds (seconds is a hang, not a busy machine)
 
 
 def check_config_text(folder: Path, suffix: str, text: str) -> str:
