@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ovmsd.config.models import ModelConfig, ServerConfig
-from ovmsd.errors import ErrorKind, ModelLoadError, ServingError
+from ovmsd.errors import ErrorKind, ModelLoadError, ServingError, short
 from ovmsd.serving.lifecycle import Lifecycle
 from ovmsd.serving.states import ModelSnapshot, State, VersionStatus
 from ovmsd.serving.version import ModelVersion
@@ -133,6 +133,7 @@ class ModelManager:
         directories as they are, without waiting for them to be quiet.
         """
         wanted = {m.name: m for m in config.models}
+        self.fingerprints.clear()  # a config change looks at every file again, events or not
         waits: list[tuple[str, str, int]] = []
         busy: list[str] = []
         with self._cond:
@@ -410,7 +411,7 @@ class ModelManager:
     def _served(self, name: str) -> ServedModel:
         served = self._models.get(name)
         if served is None:
-            raise ServingError(ErrorKind.MODEL_MISSING, f"name: {name}")
+            raise ServingError(ErrorKind.MODEL_MISSING, f"name: {short(name)}")  # the name a client sent
         return served
 
     @staticmethod

@@ -8,7 +8,7 @@ import numpy as np
 from ovmsd.api.grpc.proto import get_model_metadata_pb2, meta_graph_pb2, predict_pb2, prediction_service_pb2_grpc
 from ovmsd.api.grpc.requests import requested_version
 from ovmsd.api.grpc.tensors import TensorDecodeError, dtype_of, numpy_to_tensor, tensor_to_numpy
-from ovmsd.errors import ErrorKind, ServingError
+from ovmsd.errors import ErrorKind, ServingError, short
 from ovmsd.serving.dataplane import DataPlane, ModelMetadata
 from ovmsd.serving.signature import Signature, TensorSpec
 
@@ -63,7 +63,7 @@ def _decode_inputs(request: predict_pb2.PredictRequest) -> dict[str, np.ndarray]
         try:
             arrays[input_name] = tensor_to_numpy(proto)
         except TensorDecodeError as exc:
-            raise ServingError(ErrorKind.INVALID_INPUT, message=f"{exc}; input name: {input_name}") from exc
+            raise ServingError(ErrorKind.INVALID_INPUT, message=f"{exc}; input name: {short(input_name)}") from exc
     return arrays
 
 
