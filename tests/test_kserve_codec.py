@@ -51,7 +51,9 @@ def test_malformed_tensors_are_invalid_input_naming_expected_actual_and_input() 
     assert "Invalid input precision" in error(from_raw, "FP128", [1], b"", "x")
     assert "accepted only as raw data" in error(from_values, "FP16", [1], [1.0], "x")
     assert "Invalid input shape" in error(from_raw, "FP32", [-1, 2], b"", "x")
-    assert "fewer than 2^63 elements" in error(from_raw, "FP32", [2**40, 2**40], b"", "x")
+    assert "fewer than 2^63 bytes (int64 overflow)" in error(from_raw, "FP32", [2**40, 2**40], b"", "x")
+    assert "fewer than 2^63 bytes" in error(from_values, "FP64", [2**31, 2**30], [], "x"), "bytes, not elements"
+    assert "at most 32 dimensions" in error(from_raw, "FP32", [1] * 33, b"\0" * 4, "x")
     assert "Could not parse input content" in error(from_values, "INT32", [1], ["seven"], "x")
 
 
@@ -60,6 +62,10 @@ def test_truncated_and_overlong_bytes_tensors_are_refused() -> None:
     assert "Invalid content size" in error(from_raw, "BYTES", [2], raw[:-1], "s")
     assert "Invalid content size" in error(from_raw, "BYTES", [3], raw, "s")
     assert "Invalid content size" in error(from_raw, "BYTES", [1], raw, "s"), "bytes left over"
+    # 2^40 elements announced in 8 bytes: refused at the second one, before 8 TiB of element slots are allocated
+    assert "Expected: 1099511627776 length-prefixed elements; Actual: 1 elements in 8 bytes" in error(
+        from_raw, "BYTES", [2**40], raw[:8], "s"
+    )
 
 
 def test_echoed_names_are_bounded() -> None:

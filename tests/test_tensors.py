@@ -380,6 +380,30 @@ def test_negative_dimension():
     assert str(err.value) == "Invalid shape of tensor proto - Expected: non-negative dimensions; Actual: (1,-3,2)"
 
 
+@pytest.mark.parametrize(
+    ("dtype", "shape", "fields"),
+    [
+        (types_pb2.DT_FLOAT, (2**40, 2**40), {"float_val": [1.0]}),  # the product overflows int64
+        (types_pb2.DT_FLOAT, (2**31, 2**31), {"tensor_content": b"\0" * 4}),  # elements fit, bytes do not
+        (types_pb2.DT_DOUBLE, (2**62,), {"double_val": [1.0]}),  # 2^62 elements of 8 bytes
+        (types_pb2.DT_STRING, (2**61, 8), {"string_val": [b"a"]}),
+        (types_pb2.DT_FLOAT, (1,) * 33, {"float_val": [1.0]}),  # more dimensions than numpy takes
+    ],
+)
+def test_shapes_numpy_cannot_hold_are_invalid_shape_not_numpy_errors(dtype, shape, fields):
+    with pytest.raises(TensorDecodeError) as err:
+        tensor_to_numpy(proto(dtype, shape, **fields))
+    assert err.value.reason == tensors.INVALID_SHAPE
+    assert str(err.value).startswith("Invalid shape of tensor proto - Expected: ")
+    assert len(str(err.value)) < 400
+
+
+def test_one_string_for_many_elements_allocates_nothing_per_element():
+    array = tensor_to_numpy(proto(types_pb2.DT_STRING, (1, 3, 3500, 3500), string_val=[b"x"]))
+    assert array.shape == (1, 3, 3500, 3500) and array.strides == (0, 0, 0, 0)
+    assert array[0, 2, 3499, 3499] == b"x" and not array.flags.writeable
+
+
 def test_unknown_rank():
     p = proto(types_pb2.DT_FLOAT, (), float_val=[1.0])
     p.tensor_shape.unknown_rank = True

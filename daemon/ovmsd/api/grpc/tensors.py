@@ -15,7 +15,9 @@ Decoding (:func:`tensor_to_numpy`) follows TensorFlow's rules:
   OpenVINO copies such inputs itself, and ``np.ascontiguousarray`` materialises them.
 
 Errors raise :class:`TensorDecodeError` with a message in OVMS's ``"<what> - Expected: X; Actual: Y"`` style.
-Messages never name the input; callers append ``"; input name: X"``.
+Messages never name the input; callers append ``"; input name: X"``. Shapes are checked before anything is
+allocated: more than ``MAX_RANK`` dimensions, or dimensions whose product in bytes overflows int64 (what numpy can
+describe), are INVALID_SHAPE, never an exception from numpy.
 
 Encoding (:func:`numpy_to_tensor`) always writes ``tensor_content``, the compact form every TF client reads.
 
@@ -51,6 +53,10 @@ if sys.byteorder != "little":  # pragma: no cover
     )
 
 DataType = types_pb2.DataType
+
+MAX_RANK = 32  # numpy's limit is 32 dimensions (numpy 1) or 64 (numpy 2); no model input has more than a few
+MAX_ARRAY_BYTES = 2**63 - 1  # numpy cannot describe a larger array (its sizes are signed 64-bit)
+OBJECT_ITEMSIZE = np.dtype(object).itemsize
 
 # Reasons of TensorDecodeError.
 UNSUPPORTED_DTYPE = "unsupported_dtype"
@@ -219,7 +225,7 @@ def tensor_to_numpy(proto: tensor_pb2.TensorProto) -> np.ndarray:
             "a numeric type",
             name,
         )
-    shape, count = _shape_and_count(proto)
+    shape, count = _shape_and_count(proto, codec.itemsize)
     content = proto.tensor_content
     if content:
         expected = count * codec.itemsize
@@ -245,7 +251,7 @@ def tensor_to_numpy(proto: tensor_pb2.TensorProto) -> np.ndarray:
     )
 
 
-def _shape_and_count(proto: tensor_pb2.TensorProto) -> tuple[tuple[int, ...], int]:
+def _shape_and_count(proto: tensor_pb2.TensorProto, itemsize: int) -> tuple[tuple[int, ...], int]:
     tshape = proto.tensor_shape
     if tshape.unknown_rank:
         raise TensorDecodeError(
@@ -253,6 +259,13 @@ def _shape_and_count(proto: tensor_pb2.TensorProto) -> tuple[tuple[int, ...], in
             "Invalid shape of tensor proto - Expected: a known rank; Actual: unknown rank",
             "a known rank",
             "unknown rank",
+        )
+    if len(tshape.dim) > MAX_RANK:
+        raise TensorDecodeError(
+            INVALID_SHAPE,
+            f"Invalid shape of tensor proto - Expected: at most {MAX_RANK} dimensions; Actual: {len(tshape.dim)}",
+            f"at most {MAX_RANK} dimensions",
+            len(tshape.dim),
         )
     shape = tuple(d.size for d in tshape.dim)
     count = 1
@@ -266,12 +279,22 @@ def _shape_and_count(proto: tensor_pb2.TensorProto) -> tuple[tuple[int, ...], in
                 text,
             )
         count *= size
+    if count * itemsize > MAX_ARRAY_BYTES:
+        text = _shape_text(shape)
+        if len(text) > 200:
+            text = text[:200] + "..."
+        raise TensorDecodeError(
+            INVALID_SHAPE,
+            f"Invalid shape of tensor proto - Expected: fewer than 2^63 bytes (int64 overflow); Actual: {text}",
+            "fewer than 2^63 bytes (int64 overflow)",
+            text,
+        )
     return shape, count
 
 
 def _strings(proto: tensor_pb2.TensorProto) -> np.ndarray:
     """DT_STRING: ``string_val`` as an object array of bytes, one value per element or one for all."""
-    shape, count = _shape_and_count(proto)
+    shape, count = _shape_and_count(proto, OBJECT_ITEMSIZE)
     if proto.tensor_content:
         raise TensorDecodeError(
             INVALID_CONTENT_SIZE,
@@ -288,11 +311,12 @@ def _strings(proto: tensor_pb2.TensorProto) -> np.ndarray:
             count,
             have,
         )
+    if have != count:  # one value for all (TF's make_ndarray broadcast): a read-only view, nothing per element
+        one = np.empty((), dtype=object)
+        one[()] = values[0]
+        return np.broadcast_to(one, shape)
     out = np.empty(count, dtype=object)
-    if have == count:
-        out[:] = list(values)
-    else:  # one value for all: the same bytes object in every element (TF's make_ndarray broadcast)
-        out.fill(values[0])
+    out[:] = list(values)
     return out.reshape(shape)
 
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ovmsd.errors import ErrorKind, ServingError, invalid_input
+from ovmsd.errors import ErrorKind, ServingError, invalid_input, short
 
 if sys.byteorder != "little":  # pragma: no cover
     raise ImportError("ovmsd.api.kserve.codec assumes a little-endian host (KServe raw tensors are little-endian)")
@@ -31,7 +31,8 @@ except ImportError:  # pragma: no cover
     _BF16 = None
 
 BYTES = "BYTES"
-MAX_NAME_IN_MESSAGE = 200  # names echoed into messages are cut here
+MAX_RANK = 32  # numpy's limit is 32 dimensions (numpy 1) or 64 (numpy 2); no model input has more than a few
+MAX_ARRAY_BYTES = 2**63 - 1  # numpy cannot describe a larger array (its sizes are signed 64-bit)
 
 DATATYPES: dict[str, np.dtype] = {
     "BOOL": np.dtype(np.bool_),
@@ -66,11 +67,6 @@ def datatype_of(dtype: np.dtype) -> str:
         raise ServingError(ErrorKind.UNSUPPORTED, f"datatype {dtype} has no KServe name") from None
 
 
-def short(name: str) -> str:
-    """A name as messages echo it: at most MAX_NAME_IN_MESSAGE characters."""
-    return name if len(name) <= MAX_NAME_IN_MESSAGE else name[:MAX_NAME_IN_MESSAGE] + "..."
-
-
 def dtype_for(datatype: str, name: str) -> np.dtype:
     dtype = DATATYPES.get(datatype)
     if dtype is None:
@@ -78,21 +74,26 @@ def dtype_for(datatype: str, name: str) -> np.dtype:
     return dtype
 
 
-def element_count(shape: Sequence[int], name: str) -> int:
-    """The number of elements of ``shape``; negative dims and products past int64 are INVALID_INPUT."""
+def element_count(shape: Sequence[int], name: str, itemsize: int = 1) -> int:
+    """The number of elements of ``shape``; negative dims, more than MAX_RANK dims, and arrays whose bytes
+    (``itemsize`` per element) overflow int64 are INVALID_INPUT."""
     dims = [int(d) for d in shape]
+    if len(dims) > MAX_RANK:
+        raise invalid_input("Invalid input shape", f"at most {MAX_RANK} dimensions", len(dims), name)
     if any(d < 0 for d in dims):
-        raise invalid_input("Invalid input shape", "dimensions of 0 or more", _shape_text(dims), short(name))
+        raise invalid_input("Invalid input shape", "dimensions of 0 or more", _shape_text(dims), name)
     count = math.prod(dims)
-    if count >= 2**63:
-        raise invalid_input("Invalid input shape", "fewer than 2^63 elements", _shape_text(dims), short(name))
+    if count * max(1, itemsize) > MAX_ARRAY_BYTES:
+        raise invalid_input(
+            "Invalid input shape", "fewer than 2^63 bytes (int64 overflow)", _shape_text(dims), short(name)
+        )
     return count
 
 
 def from_raw(datatype: str, shape: Sequence[int], raw: bytes | memoryview, name: str) -> np.ndarray:
     """A tensor sent as raw bytes; BYTES elements are length-prefixed."""
     dtype = dtype_for(datatype, name)
-    count = element_count(shape, name)
+    count = element_count(shape, name, dtype.itemsize)
     dims = tuple(int(d) for d in shape)
     if datatype == BYTES:
         return _split_bytes(raw, count, name).reshape(dims)
@@ -113,7 +114,7 @@ def from_values(datatype: str, shape: Sequence[int], values: Sequence[object], n
             message=f"Invalid input precision - {datatype} is accepted only as raw data "
             f"(raw_input_contents or the binary data extension); input name: {short(name)}",
         )
-    count = element_count(shape, name)
+    count = element_count(shape, name, dtype.itemsize)
     if len(values) != count:
         raise invalid_input("Invalid number of values in tensor proto container", count, len(values), short(name))
     dims = tuple(int(d) for d in shape)
@@ -147,7 +148,7 @@ def join_bytes(array: np.ndarray) -> bytes:
 
 def _split_bytes(raw: bytes | memoryview, count: int, name: str) -> np.ndarray:
     view = memoryview(raw)
-    out = np.empty(count, dtype=object)
+    items: list[bytes] = []  # grows with what the bytes hold, not with the count the shape claims
     offset = 0
     for index in range(count):
         if offset + 4 > len(view):
@@ -166,12 +167,14 @@ def _split_bytes(raw: bytes | memoryview, count: int, name: str) -> np.ndarray:
                 f"{len(view) - offset} bytes left",
                 short(name),
             )
-        out[index] = bytes(view[offset : offset + length])
+        items.append(bytes(view[offset : offset + length]))
         offset += length
     if offset != len(view):
         raise invalid_input(
             "Invalid content size of tensor proto", f"{offset} bytes", f"{len(view)} bytes", short(name)
         )
+    out = np.empty(count, dtype=object)
+    out[:] = items
     return out
 
 

@@ -139,7 +139,7 @@ def _decode_inputs(tensors: Any, binary: memoryview, model: str) -> dict[str, np
 
 def _json_tensor(datatype: str, shape: list[int], data: Any, name: str) -> np.ndarray:
     dtype = codec.dtype_for(datatype, name)
-    count = codec.element_count(shape, name)
+    count = codec.element_count(shape, name, dtype.itemsize)
     if datatype == codec.BYTES:
         array = bytes_array(data if isinstance(data, list) else [data], name).reshape(-1)
     else:
