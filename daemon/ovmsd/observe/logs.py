@@ -10,6 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from pathlib import Path
 
 TRACE = 5
@@ -66,3 +70,52 @@ def configure(level: str, log_file: Path | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(LEVELS[level.upper()])
+
+
+class Throttle:
+    """Logs each kind of message at most once per ``interval_s``, saying how many of that kind were left out.
+
+    For what requests can cause again and again (a client sending garbage, a bug hit by every request): one line per
+    kind and interval instead of one per request, so a flood of bad requests cannot fill the disk or bury the rest
+    of the log. A kind is a small hashable key (the method and the exception type, say); at most ``max_kinds`` are
+    remembered (the oldest is forgotten first), so unusual keys cannot grow memory either.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval_s: float = 10.0,
+        *,
+        max_kinds: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger = logger
+        self._interval = interval_s
+        self._max_kinds = max_kinds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._kinds: OrderedDict[Hashable, list[float | int]] = OrderedDict()  # kind -> [last logged, left out]
+
+    def log(self, level: int, kind: Hashable, message: str, *args: object, debug_traceback: bool = False) -> bool:
+        """Log ``message % args`` unless this kind was logged less than ``interval_s`` ago; True when logged.
+
+        With ``debug_traceback``, the traceback of the exception being handled follows at DEBUG level (never at the
+        default levels: one line per kind is all an operator sees).
+        """
+        now = self._clock()
+        with self._lock:
+            entry = self._kinds.get(kind)
+            if entry is not None and now - entry[0] < self._interval:
+                entry[1] += 1
+                return False
+            left_out = int(entry[1]) if entry is not None else 0
+            self._kinds[kind] = [now, 0]
+            self._kinds.move_to_end(kind)
+            while len(self._kinds) > self._max_kinds:
+                self._kinds.popitem(last=False)
+        if left_out:
+            message += f" ({left_out} more like it since the last such line)"
+        self._logger.log(level, message, *args)
+        if debug_traceback and self._logger.isEnabledFor(logging.DEBUG):
+            self._logger.debug("the traceback of the error above", exc_info=True)
+        return True

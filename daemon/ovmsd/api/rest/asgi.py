@@ -3,7 +3,8 @@
 Each request is matched to a route, its body read (refused with 413 from the Content-Length alone, before any of it
 is received, when it is over the limit), then handled: inference and reloads on the REST worker threads, everything
 else (health, status, metadata) on the event loop, where it takes microseconds. ``ServingError``s become their
-HTTP status from ``ovmsd.api.errors`` with ``{"error": message}``; any other exception is logged and answered 500.
+HTTP status from ``ovmsd.api.errors`` with ``{"error": message}``; any other exception is logged in one line (the
+same kind at most once per ``LOG_INTERVAL_S``, the traceback only at DEBUG) and answered 500.
 Health and metrics routes are never gated, so probes keep their answers during a drain.
 """
 
@@ -22,10 +23,13 @@ from ovmsd.api.errors import ERROR_CODES
 from ovmsd.api.gate import SHUTTING_DOWN, Gate
 from ovmsd.api.rest.http import Request, Response, error_response
 from ovmsd.api.rest.router import Route, Router
-from ovmsd.errors import ErrorKind, ServingError
+from ovmsd.errors import ErrorKind, ServingError, short
+from ovmsd.observe.logs import Throttle
 from ovmsd.observe.metrics import RequestMetrics
 
 log = logging.getLogger(__name__)
+
+LOG_INTERVAL_S = 10.0  # the same kind of failure is logged at most once per this long
 
 INTERFACE = "REST"
 Scope = dict[str, Any]
@@ -50,6 +54,7 @@ class RestApp:
         self._max_body = max_body_bytes
         self._metrics = metrics
         self._api_key = api_key  # every gated route needs it; health and metrics stay open
+        self._throttle = Throttle(log, LOG_INTERVAL_S)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -115,8 +120,18 @@ class RestApp:
             error = exc
             response = error_response(ERROR_CODES[exc.kind].http, exc.message)
         except Exception as exc:
-            log.exception("%s %s failed", request.method, request.path)
-            response = error_response(500, f"Internal server error: {type(exc).__name__}: {exc}")
+            where = route.metric or getattr(route.handler, "__name__", route.method)
+            self._throttle.log(
+                logging.ERROR,
+                (where, type(exc)),
+                "%s %s failed: %s: %s",
+                request.method,
+                short(request.path),
+                type(exc).__name__,
+                short(exc),
+                debug_traceback=True,
+            )
+            response = error_response(500, f"Internal server error: {type(exc).__name__}: {short(exc)}")
         finally:
             if route.gated:
                 self._gate.leave()
