@@ -52,6 +52,7 @@ from ovmsd.runtime.statedir import StateDir
 from ovmsd.runtime.systemd import Notifier
 from ovmsd.serving.dataplane import DataPlane, Reloaded
 from ovmsd.serving.instance import ServingOptions, instance_loader
+from ovmsd.serving.limits import LimitDefaults
 from ovmsd.serving.loads import TimedLoader
 from ovmsd.serving.manager import ModelManager
 from ovmsd.settings import Settings, parse
@@ -64,6 +65,17 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 QUIET_S = 0.2  # on stop: no new request for this long before the port closes (see ovmsd.api.gate)
 TICK_S = 1.0  # how often the main loop refreshes health statuses when no signal comes
 SETTLE_S = 1.0  # a new version directory loads once its files were quiet this long (or it was renamed into place)
+
+
+def limit_defaults(settings: Settings) -> LimitDefaults:
+    """The request limits of models whose config sets none (``--max-concurrent-requests``: half the gRPC workers)."""
+    return LimitDefaults(
+        max_input_bytes=settings.max_input_bytes,
+        max_auto_batch=settings.max_auto_batch,
+        max_auto_dim=settings.max_auto_dim,
+        shape_cache_bytes=settings.shape_cache_bytes,
+        max_concurrent_requests=settings.max_concurrent_requests or max(1, settings.grpc_workers // 2),
+    )
 
 
 class StartupError(Exception):
@@ -79,6 +91,7 @@ class Daemon:
             shape_cache_size=settings.shape_cache_size,
             reshape_timeout_s=settings.reshape_timeout_s,
             cache_dir=settings.cache_dir,
+            limits=limit_defaults(settings),
         )
         self.loader = TimedLoader(instance_loader(options))
         self.manager = ModelManager(
@@ -448,6 +461,7 @@ class Daemon:
             files_changed=self.manager.fingerprints.changed,
         )
         self.updates.start(config)
+        self.manager.fingerprints.enable()  # events now reach the cache
         resources.callback(self._stop_watching)
 
     def _stop_watching(self) -> None:

@@ -386,6 +386,51 @@ OPTIONS: tuple[Option, ...] = (
         default=16 * 1024 * 1024,
         minimum=1,
     ),
+    # Request limits (ovmsd.serving.limits): each is also a model config key of the same name, which overrides it.
+    Option(
+        "--max-input-bytes",
+        "Largest input tensor a request may describe, in bytes (elements x element size, whatever it sent: one "
+        "float_val for a whole shape counts as the whole shape); a model configured for larger inputs takes those. "
+        "Over it: RESOURCE_EXHAUSTED / 413, before anything is allocated.",
+        aliases=("--max_input_bytes",),
+        kind="int",
+        default=128 * 1024 * 1024,
+        minimum=1,
+    ),
+    Option(
+        "--max-auto-batch",
+        "Largest batch batch_size auto compiles for; larger ones are refused before any compile.",
+        aliases=("--max_auto_batch",),
+        kind="int",
+        default=256,
+        minimum=1,
+    ),
+    Option(
+        "--max-auto-dim",
+        "Largest dimension shape auto compiles for (any but the batch); larger ones are refused before any compile.",
+        aliases=("--max_auto_dim",),
+        kind="int",
+        default=16384,
+        minimum=1,
+    ),
+    Option(
+        "--shape-cache-bytes",
+        "Memory the compiled shapes of a model version may hold, in bytes (measured as each compiles); the least "
+        "recently used go first, the configured shape never.",
+        aliases=("--shape_cache_bytes",),
+        kind="int",
+        default=2 * 1024 * 1024 * 1024,
+        minimum=1,
+    ),
+    Option(
+        "--max-concurrent-requests",
+        "Requests of one model inside it at once (the others wait for a place without holding a worker thread, so "
+        "one model's slow requests cannot take every worker).",
+        aliases=("--max_concurrent_requests",),
+        kind="int",
+        minimum=1,
+        shown_default="half of --grpc-workers, at least 1",
+    ),
     Option(
         "--shape-cache-size",
         "Compiled shapes kept per model version.",

@@ -35,6 +35,12 @@ class Settings:
     max_config_bytes: int = default_of("max_config_bytes")  # a larger config file is a config error
     max_image_pixels: int = default_of("max_image_pixels")  # per binary input image (decompression bombs)
     shape_cache_size: int = default_of("shape_cache_size")
+    # request limits (ovmsd.serving.limits), for models whose config sets none
+    max_input_bytes: int = default_of("max_input_bytes")
+    max_auto_batch: int = default_of("max_auto_batch")
+    max_auto_dim: int = default_of("max_auto_dim")
+    shape_cache_bytes: int = default_of("shape_cache_bytes")
+    max_concurrent_requests: int | None = default_of("max_concurrent_requests")  # None: half of grpc_workers
     reshape_timeout_s: float = default_of("reshape_timeout_s")
     cache_dir: Path | None = default_of("cache_dir")  # noqa: RUF009 (None)
     # mirrors of s3:// base paths; None: the state dir's object-store folder, else a temporary dir

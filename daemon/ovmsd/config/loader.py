@@ -46,6 +46,7 @@ from ovmsd.config.models import (
     BatchSize,
     InputShape,
     ModelConfig,
+    ModelLimits,
     MonitoringConfig,
     ServerConfig,
     ShapeConfig,
@@ -1151,6 +1152,7 @@ def _build_model(cfg: Mapping[str, Any], base_dir: Path) -> ModelConfig:
         target_device=cfg.get("target_device", "CPU"),
         plugin_config=dict(cfg.get("plugin_config", {})),
         allow_cache=bool(cfg.get("allow_cache", False)),
+        limits=ModelLimits.from_config(cfg),
     )
 
 

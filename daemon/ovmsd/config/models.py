@@ -233,6 +233,27 @@ def is_remote(base_path: str) -> bool:
     return re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", base_path) is not None
 
 
+LIMIT_KEYS = ("max_input_bytes", "max_auto_batch", "max_auto_dim", "shape_cache_bytes", "max_concurrent_requests")
+
+
+@dataclass(frozen=True)
+class ModelLimits:
+    """A model's request limits, its config entry's ``max_input_bytes``, ``max_auto_batch``, ``max_auto_dim``,
+    ``shape_cache_bytes`` and ``max_concurrent_requests`` (positive integers); None: the daemon-wide default, the
+    option of the same name (``--max-input-bytes``...). ``ovmsd.serving.limits`` says what each one bounds."""
+
+    max_input_bytes: int | None = None
+    max_auto_batch: int | None = None
+    max_auto_dim: int | None = None
+    shape_cache_bytes: int | None = None
+    max_concurrent_requests: int | None = None
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, object]) -> ModelLimits:
+        """The limits of a (validated) model config entry."""
+        return cls(**{key: int(cfg[key]) for key in LIMIT_KEYS if cfg.get(key) is not None})  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """One ``model_config_list[].config`` entry, with defaults applied and paths resolved.
@@ -254,6 +275,7 @@ class ModelConfig:
     plugin_config: Mapping[str, PluginValue] = field(default_factory=dict)
     allow_cache: bool = False
     source_url: str | None = None  # an object-store base path (s3://...), mirrored into base_path
+    limits: ModelLimits = field(default_factory=ModelLimits)
 
     @property
     def store_url(self) -> StoreUrl | None:
@@ -283,6 +305,7 @@ class ModelConfig:
             tuple(sorted(self.plugin_config.items())),
             self.allow_cache,
             self.source_url,
+            self.limits,
         )
 
 

@@ -159,5 +159,6 @@ def version_report(version: VersionSnapshot, load_seconds: LoadSeconds) -> dict[
             "evictions": cache.evictions,
             "failures": cache.failures,
             "last_compile_ms": round(cache.last_compile_ms, 1),
+            "bytes": cache.bytes,
         },
     }

@@ -8,6 +8,12 @@ Binary image inputs are decoded here, so every front end gets them by handing ov
 1-D numpy object array of encoded JPEG/PNG ``bytes`` (TF Serving ``DT_STRING``, KServe ``BYTES``, REST ``b64``). For
 a rank-4 numeric input it becomes the NHWC batch the input takes (``ovmsd.serving.images``), before the shape checks
 and any reshape; a string tensor to another numeric input is refused with OVMS's precision message.
+
+Requests are bounded here, for every front end alike, before any work: each input's size against the model's
+``max_input_bytes`` (from its shape, before images are decoded, a compile or an infer request; a decoded image batch
+is bounded by it too), then a place among the model's ``max_concurrent_requests`` (``ovmsd.serving.concurrency``;
+a request waiting for a compile steps out of its place meanwhile); the instance then refuses shapes ``auto`` may
+not compile (``ovmsd.serving.limits``).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from ovmsd.errors import ErrorKind, ServingError, invalid_input
+from ovmsd.serving.concurrency import SlotTable
 from ovmsd.serving.images import DEFAULT_MAX_PIXELS, decode_images, is_image_batch
 from ovmsd.serving.manager import ModelManager
 from ovmsd.serving.signature import Signature
@@ -76,6 +83,7 @@ class DataPlane:
         self._reload = reload
         self._observer = observer
         self.max_image_pixels = max_image_pixels  # the largest binary input image (width x height), --max-image-pixels
+        self.slots = SlotTable()  # every model's places (max_concurrent_requests)
 
     # -- inference -------------------------------------------------------------------------------------------------
 
@@ -92,13 +100,18 @@ class DataPlane:
             try:
                 if not inputs:
                     raise invalid_input("Invalid number of inputs", len(instance.base.signature.inputs), 0, None)
-                inputs = self._decode_images(instance, inputs)
-                started = time.perf_counter_ns()
-                with instance.run(inputs) as (signature, produced):
-                    if self._observer is not None:
-                        self._observer.inferred(model, number, time.perf_counter_ns() - started)
-                    selected = produced if not outputs else _select(signature, produced, outputs)
-                    yield InferResult(model, number, signature, selected)
+                limits = instance.limits
+                limits.check_inputs(instance.base.signature, inputs)
+                slots = self.slots.for_model(model, limits.max_concurrent_requests)
+                timeout = instance.options.reshape_timeout_s
+                with slots.enter(timeout):
+                    inputs = self._decode_images(instance, inputs)
+                    started = time.perf_counter_ns()
+                    with instance.run(inputs, lambda: slots.outside(timeout)) as (signature, produced):
+                        if self._observer is not None:
+                            self._observer.inferred(model, number, time.perf_counter_ns() - started)
+                        selected = produced if not outputs else _select(signature, produced, outputs)
+                        yield InferResult(model, number, signature, selected)
             except ServingError as exc:
                 exc.version = number  # metrics count the failure against the version that was serving
                 raise
@@ -120,7 +133,11 @@ class DataPlane:
             if decoded is None:
                 decoded = dict(inputs)
             decoded[name] = decode_images(
-                array, spec, auto_shape=rule is not None and rule.auto_shape, max_pixels=self.max_image_pixels
+                array,
+                spec,
+                auto_shape=rule is not None and rule.auto_shape,
+                max_pixels=self.max_image_pixels,
+                max_output_bytes=instance.limits.input_limit(spec),
             )
         return inputs if decoded is None else decoded
 

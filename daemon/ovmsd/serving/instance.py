@@ -2,7 +2,9 @@
 
 With ``ovmsd.serving.preparation`` (the configuration applied to the model), the only serving module that imports
 openvino. A request is served by the *base* variant (the model as
-configured) when its shapes fit, otherwise (``auto``) by a variant compiled for its shapes, kept in a bounded cache.
+configured) when its shapes fit, otherwise (``auto``) by a variant compiled for its shapes, kept in a cache bounded by
+count and by the bytes the variants hold (measured as each is made: ``ovmsd.serving.memory``). A shape that ``auto``
+may not compile (``ovmsd.serving.limits``) is refused before the compile.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,8 @@ import openvino as ov
 from ovmsd.config.models import ModelConfig, format_shape
 from ovmsd.errors import ErrorKind, ModelLoadError, ServingError
 from ovmsd.serving.infer_pool import InferPool, PoolTimeout
+from ovmsd.serving.limits import LimitDefaults, RequestLimits
+from ovmsd.serving.memory import heap_in_use, variant_bytes
 from ovmsd.serving.preparation import (
     apply_configured_shapes,
     apply_layout,
@@ -45,6 +49,7 @@ class ServingOptions:
     shape_cache_size: int = 4
     reshape_timeout_s: float = 30.0
     cache_dir: Path | None = None
+    limits: LimitDefaults = field(default_factory=LimitDefaults)  # for models whose config sets none
 
 
 @dataclass
@@ -55,6 +60,7 @@ class Variant:
     compiled: ov.CompiledModel
     signature: Signature
     pool: InferPool[ov.InferRequest]
+    size_bytes: int = 0  # the memory it holds, measured when it was made (ovmsd.serving.memory)
 
     def __post_init__(self) -> None:
         self._static = all(d.is_static for spec in self.signature.inputs for d in spec.shape)
@@ -115,7 +121,12 @@ class ModelInstance:
         # The ov.Model is kept only where requests can ask for other shapes; compiled variants hold their own copy.
         self._model: ov.Model | None = model if config.has_auto else None
         self.base = base
-        self._variants: ShapeCache[ShapeKey, Variant] = ShapeCache(self.options.shape_cache_size)
+        self.limits = RequestLimits.resolve(config.limits, self.options.limits, base.signature)
+        self._variants: ShapeCache[ShapeKey, Variant] = ShapeCache(
+            self.options.shape_cache_size,
+            max_bytes=self.limits.shape_cache_bytes,
+            size_of=lambda variant: variant.size_bytes,
+        )
         self._variants.put(base.key, base, pin=True)
 
     # -- serving -------------------------------------------------------------------------------------------------
@@ -128,11 +139,21 @@ class ModelInstance:
         return (variant or self.base).signature
 
     @contextmanager
-    def run(self, inputs: Mapping[str, np.ndarray]) -> Iterator[tuple[Signature, dict[str, np.ndarray]]]:
-        """Infer; yields the outputs (views valid only inside the ``with`` block) and the signature that served."""
+    def run(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        compiling: Callable[[], AbstractContextManager[object]] = nullcontext,
+    ) -> Iterator[tuple[Signature, dict[str, np.ndarray]]]:
+        """Infer; yields the outputs (views valid only inside the ``with`` block) and the signature that served.
+
+        A request whose shape is not compiled yet compiles it (or waits for the request compiling it) inside
+        ``compiling()``: the data plane steps out of the model's places there.
+        """
         request = match_inputs(self.base.signature, inputs)
         key = plan_shapes(self.base.signature, self.rules, request)
-        variant = self.base if key is None else self._variant_for(key)
+        if key is not None:
+            self.limits.check_reshape(self.base.signature, self.rules, key)
+        variant = self.base if key is None else self._variant_for(key, compiling)
         try:
             with variant.pool.acquire(self.options.reshape_timeout_s) as infer_request:
                 try:
@@ -147,11 +168,15 @@ class ModelInstance:
         except PoolTimeout as exc:
             raise ServingError(ErrorKind.OVERLOADED, str(exc)) from exc
 
-    def _variant_for(self, key: ShapeKey) -> Variant:
+    def _variant_for(self, key: ShapeKey, compiling: Callable[[], AbstractContextManager[object]]) -> Variant:
         if self._model is None:  # cannot happen: plan_shapes only asks for variants of auto inputs
             raise ServingError(ErrorKind.RESHAPE_FAILED, "model is not configured with auto shapes")
+        cached = self._variants.get(key)
+        if cached is not None:
+            return cached
         try:
-            return self._variants.get_or_build(key, self._build_variant, self.options.reshape_timeout_s)
+            with compiling():
+                return self._variants.get_or_build(key, self._build_variant, self.options.reshape_timeout_s)
         except BuildTimeout as exc:
             raise ServingError(ErrorKind.OVERLOADED, f"{exc}; shape {_key_text(key)}") from exc
 
@@ -166,10 +191,11 @@ class ModelInstance:
             raise ServingError(ErrorKind.RESHAPE_FAILED, f"requested shape {_key_text(key)}") from exc
         stats = self._variants.stats
         log.info(
-            "%s v%d: compiled shape %s (compiles so far: %d, cached shapes: %d)",
+            "%s v%d: compiled shape %s, %.1f MiB (compiles so far: %d, cached shapes: %d)",
             self.name,
             self.version,
             _key_text(key),
+            variant.size_bytes / (1 << 20),
             stats.compiles + 1,
             len(self._variants.cached_keys()) + 1,
         )
@@ -179,12 +205,15 @@ class ModelInstance:
         plugin_config = dict(self.config.plugin_config) or dict(DEFAULT_PLUGIN_CONFIG)
         if self.config.allow_cache and self.options.cache_dir is not None:
             plugin_config.setdefault("CACHE_DIR", str(self.options.cache_dir))
-        with self._compile_lock:
+        with self._compile_lock:  # one at a time per instance, so that what the heap gained is this variant's
+            before = heap_in_use()
             compiled = self._core.compile_model(model, self.config.target_device, plugin_config)
+            nireq = max(1, self.config.nireq or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+            pool = InferPool([compiled.create_infer_request() for _ in range(nireq)])
+            after = heap_in_use()
         signature = signature_of(compiled)
-        nireq = self.config.nireq or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-        pool = InferPool([compiled.create_infer_request() for _ in range(max(1, nireq))])
-        return Variant(key or shape_key(signature), compiled, signature, pool)
+        size = variant_bytes(signature, nireq, before, after)
+        return Variant(key or shape_key(signature), compiled, signature, pool, size)
 
     # -- status --------------------------------------------------------------------------------------------------
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -17,6 +16,7 @@ from ovmsd.api.grpc.prediction_service import PredictionService
 from ovmsd.api.grpc.proto import kserve_predict_v2_pb2_grpc, model_service_pb2_grpc, prediction_service_pb2_grpc
 from ovmsd.api.grpc.wrapper import MethodInfo, RequestWrapper
 from ovmsd.observe.metrics import RequestMetrics
+from ovmsd.serving.concurrency import TurnPool
 from ovmsd.serving.dataplane import DataPlane
 
 TFS = "TensorFlowServing"
@@ -104,9 +104,8 @@ def build_server(
     probes = frozenset({f"/{KSERVE}/ServerLive", f"/{KSERVE}/ServerReady"})
     services = {PREDICTION: TFS, MODELS: TFS, KSERVE: KSERVE_API}
     wrapper = RequestWrapper(gate, metrics, {**TFS_METHODS, **KSERVE_METHODS}, services, probes, api_key)
-    server = grpc.server(
-        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"), options=options, interceptors=[wrapper]
-    )
+    # a request waiting for a model's place lends its thread's turn to the next one (ovmsd.serving.concurrency)
+    server = grpc.server(TurnPool(workers, "grpc"), options=options, interceptors=[wrapper])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(data_plane), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(data_plane), server)
     kserve_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(data_plane), server)

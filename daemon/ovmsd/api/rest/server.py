@@ -16,7 +16,6 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import uvicorn
@@ -30,6 +29,7 @@ from ovmsd.api.rest.kserve import KServeRest
 from ovmsd.api.rest.router import Router, route
 from ovmsd.api.rest.tfs import TfServingRest
 from ovmsd.observe.metrics import RequestMetrics
+from ovmsd.serving.concurrency import TurnPool
 from ovmsd.serving.dataplane import DataPlane
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ def build_rest_server(
             return Response(200, body, content_type)
 
         routes.append(route("GET", "/metrics", metrics_route, gated=False))
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rest")
+    pool = TurnPool(workers, "rest")  # a request waiting for a model's place lends its turn (ovmsd.serving.concurrency)
     app = RestApp(
         Router(routes), gate=gate, workers=pool, max_body_bytes=max_body_bytes, metrics=metrics, api_key=api_key
     )
