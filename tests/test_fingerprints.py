@@ -21,7 +21,7 @@ def version_dir(tmp_path: Path, files: int = 50) -> Path:
 
 def test_a_settled_directory_is_answered_from_memory(tmp_path: Path) -> None:
     folder = version_dir(tmp_path, files=2000)
-    cache = FingerprintCache()
+    cache = FingerprintCache(enabled=True)
     first = cache.fingerprint(folder)
     assert first == fingerprint(folder) and len(first) == 2001
     for _ in range(20):
@@ -31,7 +31,7 @@ def test_a_settled_directory_is_answered_from_memory(tmp_path: Path) -> None:
 
 def test_added_removed_and_renamed_files_are_seen_without_events(tmp_path: Path) -> None:
     folder = version_dir(tmp_path)
-    cache = FingerprintCache()
+    cache = FingerprintCache(enabled=True)
     cache.fingerprint(folder)
     for change in (
         lambda: (folder / "weights" / "new.bin").write_bytes(b"new"),
@@ -47,7 +47,7 @@ def test_added_removed_and_renamed_files_are_seen_without_events(tmp_path: Path)
 
 def test_a_file_rewritten_in_place_is_seen_through_the_watchers_event(tmp_path: Path) -> None:
     folder = version_dir(tmp_path)
-    cache = FingerprintCache()
+    cache = FingerprintCache(enabled=True)
     before = cache.fingerprint(folder)
     signature = directory_signature(folder)
     target = folder / "weights" / "part-7.bin"
@@ -61,7 +61,7 @@ def test_a_file_rewritten_in_place_is_seen_through_the_watchers_event(tmp_path: 
 
 def test_a_missed_event_is_caught_once_the_entry_is_old(tmp_path: Path) -> None:
     folder = version_dir(tmp_path)
-    cache = FingerprintCache(max_age_s=0.05)
+    cache = FingerprintCache(max_age_s=0.05, enabled=True)
     before = cache.fingerprint(folder)
     (folder / "model.xml").write_text("<net version='2'/>")
     os.utime(folder / "model.xml", ns=(1, 1))
@@ -70,7 +70,7 @@ def test_a_missed_event_is_caught_once_the_entry_is_old(tmp_path: Path) -> None:
 
 
 def test_a_missing_directory_has_an_empty_fingerprint_and_no_entry(tmp_path: Path) -> None:
-    cache = FingerprintCache()
+    cache = FingerprintCache(enabled=True)
     assert cache.fingerprint(tmp_path / "nope") == ()
     assert cache.fingerprint(tmp_path / "nope") == ()
     assert cache.full_scans == 2
@@ -98,3 +98,16 @@ def test_a_version_a_mirror_installed_is_settled_at_once(tmp_path: Path) -> None
     assert not is_settled(folder, quiet_s=1.0, now=now), "just written, not renamed: wait for quiet"
     (folder / MIRROR_MANIFEST).write_text("{}")
     assert is_settled(folder, quiet_s=1.0, now=now)
+
+
+def test_without_watcher_events_every_fingerprint_is_full(tmp_path: Path) -> None:
+    """A manager without a watcher (no events) must still see a file rewritten in place."""
+    folder = version_dir(tmp_path)
+    cache = FingerprintCache()
+    before = cache.fingerprint(folder)
+    (folder / "weights" / "part-7.bin").write_bytes(b"rewritten in place")
+    assert cache.fingerprint(folder) != before
+    cache.enable()
+    cache.fingerprint(folder)
+    cache.clear()  # a config reload: everything is looked at again
+    assert cache.fingerprint(folder) == fingerprint(folder) and cache.full_scans == 4

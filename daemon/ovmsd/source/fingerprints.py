@@ -6,6 +6,10 @@ while idle. The cache answers from memory while the directory's own signature (t
 its subdirectories: any file added, removed or renamed changes them) is the same, and no watcher event touched the
 directory since. A file rewritten in place changes neither: the watcher's event says so, and as a safety net for
 file systems whose events go missing a full fingerprint is taken anyway once ``max_age_s`` passed.
+
+The cache answers only once ``enable`` was called (the daemon does when its watcher runs): without events it could
+not see a rewrite in place, so a manager without a watcher fingerprints in full every time. ``clear`` forgets
+everything (a config reload looks at every file again).
 """
 
 from __future__ import annotations
@@ -33,13 +37,25 @@ class _Entry:
 
 
 class FingerprintCache:
-    def __init__(self, max_age_s: float = MAX_AGE_S) -> None:
+    def __init__(self, max_age_s: float = MAX_AGE_S, *, enabled: bool = False) -> None:
         self._max_age = max_age_s
+        self._enabled = enabled
         self._entries: dict[Path, _Entry] = {}
         self._lock = threading.Lock()
         self.full_scans = 0  # how many full fingerprints were taken (for tests and benchmarks)
 
+    def enable(self) -> None:
+        """Watcher events now reach ``changed``: answer from memory while nothing changed."""
+        self._enabled = True
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
     def fingerprint(self, version_dir: Path) -> Fingerprint:
+        if not self._enabled:
+            self.full_scans += 1
+            return fingerprint(version_dir)
         signature = directory_signature(version_dir)
         now = time.monotonic()
         with self._lock:
