@@ -32,7 +32,7 @@ def soak_module() -> ModuleType:
 
 def samples(rss_mib: np.ndarray, fds: np.ndarray, threads: np.ndarray) -> list[dict[str, float]]:
     return [
-        {"t": 5.0 * i, "rss_kib": float(r) * 1024, "fds": float(f), "threads": float(t)}
+        {"t": 5.0 * i, "rss_kib": float(r) * 1024, "fds": float(f), "threads": float(t), "versions_published": i // 3}
         for i, (r, f, t) in enumerate(zip(rss_mib, fds, threads, strict=True))
     ]
 
@@ -46,14 +46,18 @@ def test_the_growth_test_passes_noise_and_steps_and_fails_leaks() -> None:
     fds = 30 + rng.integers(-1, 2, n)
     threads = np.full(n, 44.0)
     threads[::50] += 3
-    verdicts = {v["series"]: v for v in soak.growth(samples(noisy, fds, threads), 24.0)}
+    verdicts = {v["series"]: v for v in soak.growth(samples(noisy, fds, threads), 8.0)}
     assert all(v["ok"] for v in verdicts.values()), verdicts
 
-    leaking = noisy + np.linspace(0, 60, n)  # 2 MiB a minute: 30 MiB over the second half
+    leaking = noisy + np.linspace(0, 30, n)  # 1 MiB a minute: 15 MiB over the second half
     fd_leak = fds + np.arange(n) // 40  # one descriptor every 200 s: 4-5 over the second half
     thread_leak = threads + np.arange(n) // 30
-    verdicts = {v["series"]: v for v in soak.growth(samples(leaking, fd_leak, thread_leak), 24.0)}
+    verdicts = {v["series"]: v for v in soak.growth(samples(leaking, fd_leak, thread_leak), 8.0)}
     assert not any(v["ok"] for v in verdicts.values()), verdicts
+
+    churned = noisy + np.arange(n) // 3 * 44 / 1024  # 44 KiB per version, a version every 15 s: allowed for
+    verdicts = {v["series"]: v for v in soak.growth(samples(churned, fds, threads), 8.0)}
+    assert verdicts["rss_kib"]["ok"], verdicts
 
 
 @pytest.mark.slow
