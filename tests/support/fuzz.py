@@ -886,28 +886,6 @@ def check_grpc_answer(code: grpc.StatusCode, details: str, known: str | None) ->
 KnownBug = Callable[..., str | None]
 
 
-def _kserve_rest_bug(document: Any = None, headers: dict[str, str] | None = None, **_: Any) -> str | None:
-    """api/rest/kserve.py (being edited elsewhere, so not fixed here): a non-object ``parameters``, ``outputs`` that
-    is not a list, and a header length of non-ASCII digits raise AttributeError/TypeError/ValueError (answered 500
-    Internal server error) instead of INVALID_INPUT (400)."""
-    length = (headers or {}).get(kserve_rest.HEADER_LENGTH)
-    if length is not None and length.strip().isdigit() and not length.strip().isascii():
-        return "Inference-Header-Content-Length of non-ASCII digits"
-    if not isinstance(document, dict):
-        return None
-    if document.get("parameters") and not isinstance(document["parameters"], dict):
-        return "request parameters not an object"
-    outputs = document.get("outputs")
-    if outputs and not isinstance(outputs, list):
-        return "outputs not a list"
-    for item in (outputs if isinstance(outputs, list) else []) + (
-        document["inputs"] if isinstance(document.get("inputs"), list) else []
-    ):
-        if isinstance(item, dict) and item.get("parameters") and not isinstance(item["parameters"], dict):
-            return "tensor parameters not an object"
-    return None
-
-
 def _zero_dim_overflow(dims: list[int] | None = None, dtype: np.dtype | None = None, **_: Any) -> str | None:
     """api/grpc/tensors.py and api/kserve/codec.py (being edited elsewhere): the int64 bound is checked on the
     element count, which a 0 makes 0, but numpy also refuses a shape whose *non-zero* dims overflow in bytes, e.g.
@@ -952,7 +930,7 @@ def _fractional_batch_size(config_text: str | None = None, **_: Any) -> str | No
     return None
 
 
-KNOWN_BUGS: list[KnownBug] = [_kserve_rest_bug, _zero_dim_overflow, _yaml_reader_error, _fractional_batch_size]
+KNOWN_BUGS: list[KnownBug] = [_zero_dim_overflow, _yaml_reader_error, _fractional_batch_size]
 
 
 def _known_or_fail(exc: Exception, **inputs: Any) -> str:

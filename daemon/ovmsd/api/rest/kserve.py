@@ -83,7 +83,7 @@ def _split_body(request: Request) -> tuple[memoryview, memoryview]:
     text = request.headers.get(HEADER_LENGTH)
     if text is None:
         return body, body[:0]
-    if not text.strip().isdigit():
+    if not (text.strip().isascii() and text.strip().isdigit()):  # "²" is a digit to isdigit(), not to int()
         raise _invalid(f"Invalid Inference-Header-Content-Length - Expected: a byte count; Actual: {codec.short(text)}")
     length = int(text)
     if length > len(body):
@@ -110,7 +110,7 @@ def _decode_inputs(tensors: Any, binary: memoryview, model: str) -> dict[str, np
             )
         if name in arrays:
             raise _invalid(f"Duplicate input name: {codec.short(name)}")
-        size = (tensor.get("parameters") or {}).get("binary_data_size")
+        size = _parameters(tensor, f"input {codec.short(name)}").get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
                 raise _invalid(f"Invalid binary_data_size - Expected: a byte count; input name: {codec.short(name)}")
@@ -151,14 +151,16 @@ def _json_tensor(datatype: str, shape: list[int], data: Any, name: str) -> np.nd
 
 def _requested_outputs(document: dict[str, Any]) -> tuple[list[str], set[str] | bool]:
     """The outputs asked for (empty: all) and which go as binary data (True: all of them)."""
-    parameters = document.get("parameters") or {}
-    all_binary = parameters.get("binary_data_output") is True
+    all_binary = _parameters(document, "the request").get("binary_data_output") is True
+    outputs = document.get("outputs") or []
+    if not isinstance(outputs, list):
+        raise _invalid(f'Invalid request - Expected: "outputs" as a list; Actual: {type(outputs).__name__}')
     wanted, binary = [], set()
-    for index, output in enumerate(document.get("outputs") or []):
+    for index, output in enumerate(outputs):
         if not isinstance(output, dict) or not isinstance(output.get("name"), str):
             raise _invalid(f'Invalid request - Expected: output {index} as an object with a "name"')
         wanted.append(output["name"])
-        flag = (output.get("parameters") or {}).get("binary_data")
+        flag = _parameters(output, f"output {codec.short(output['name'])}").get("binary_data")
         if flag is True or (flag is None and all_binary):
             binary.add(output["name"])
     return wanted, (all_binary if not wanted else binary)
@@ -188,6 +190,18 @@ def _encode(
     response = Response(200, b"".join([header, *chunks]), OCTET_STREAM, served_version=str(version))
     response.headers.append((HEADER_LENGTH, str(len(header))))
     return response
+
+
+def _parameters(entry: dict[str, Any], what: str) -> dict[str, Any]:
+    """An object's ``parameters`` (absent or null: none); anything but an object is INVALID_INPUT."""
+    parameters = entry.get("parameters")
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        raise _invalid(
+            f'Invalid request - Expected: "parameters" of {what} as an object; Actual: {type(parameters).__name__}'
+        )
+    return parameters
 
 
 def _is_shape(shape: Any) -> bool:
