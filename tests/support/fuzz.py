@@ -897,40 +897,7 @@ def _zero_dim_overflow(dims: list[int] | None = None, dtype: np.dtype | None = N
     return None
 
 
-def _yaml_reader_error(config_suffix: str | None = None, config_text: str | None = None, **_: Any) -> str | None:
-    """config/loader.py (being edited elsewhere): PyYAML checks the whole text for characters YAML does not allow
-    (``\\x00``, other C0 controls, ``\\x7f``...) when the loader is made, outside ``_parse``'s ``try``, so its
-    ``yaml.reader.ReaderError`` escapes load_config: a traceback from ``ovmsctl validate`` and start-up, and a
-    rejected reload without a position."""
-    if config_suffix == ".yaml" and config_text and yaml.reader.Reader.NON_PRINTABLE.search(config_text):
-        return "a character YAML does not allow"
-    return None
-
-
-def _fractional_batch_size(config_text: str | None = None, **_: Any) -> str | None:
-    """config/loader.py and config/models.py (being edited elsewhere): ``_value_problems`` hands a float batch_size
-    that is not integral (``0.5``, ``1e400``) to ``BatchSize.parse``, which calls ``.strip()`` on it: AttributeError
-    out of load_config (a traceback from ``ovmsctl validate``) instead of the schema's issue at the value."""
-    if not config_text or "batch_size" not in config_text:
-        return None
-    try:
-        document = yaml.load(config_text, Loader=yaml.SafeLoader)  # JSON is YAML here, near enough
-    except (yaml.YAMLError, ValueError, RecursionError):
-        return None
-    pending = [document]
-    while pending:
-        node = pending.pop()
-        if isinstance(node, dict):
-            batch = node.get("batch_size")
-            if isinstance(batch, float) and not batch.is_integer():
-                return "a batch_size that is a fractional number"
-            pending.extend(node.values())
-        elif isinstance(node, list):
-            pending.extend(node)
-    return None
-
-
-KNOWN_BUGS: list[KnownBug] = [_zero_dim_overflow, _yaml_reader_error, _fractional_batch_size]
+KNOWN_BUGS: list[KnownBug] = [_zero_dim_overflow]
 
 
 def _known_or_fail(exc: Exception, **inputs: Any) -> str:

@@ -483,7 +483,12 @@ def _parse(text: str, fmt: Format) -> tuple[Any, Positions, list[ConfigIssue]] |
         return ConfigIssue("", "the config is empty", 1, 1)
     if fmt == "json":
         return _parse_json(text)
-    loader = _BoundedLoader(text)
+    try:  # PyYAML checks every character when the loader is made
+        loader = _BoundedLoader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        return ConfigIssue("", f"invalid YAML: {exc.reason} (character {exc.character!r})", line, column)
     try:
         node = loader.get_single_node()
         if node is None:

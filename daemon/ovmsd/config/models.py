@@ -117,7 +117,11 @@ class BatchSize:
     dim: Dim | None = None
 
     @classmethod
-    def parse(cls, value: int | str) -> BatchSize:
+    def parse(cls, value: int | float | str) -> BatchSize:
+        if isinstance(value, float):  # JSON 4.0 is 4; 0.5 or 1e400 is no batch size
+            if not value.is_integer():
+                raise ValueError(f"batch_size must be a whole number, 'auto', -1 or MIN:MAX, not {value}")
+            value = int(value)
         if isinstance(value, int):
             return cls(dim=parse_dim(str(value)))
         if value.strip().lower() == "auto":
