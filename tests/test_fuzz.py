@@ -160,7 +160,6 @@ def test_a_fractional_batch_size_is_a_config_error_at_the_value(tmp_path: Path, 
     assert caught.value.issues[0].pointer == "/model_config_list/0/config/batch_size"
 
 
-@pytest.mark.xfail(strict=True, reason="tensors.py, codec.py: a 0 dim hides an int64 overflow from the bound check")
 @pytest.mark.parametrize("decoder", ["tensor_to_numpy", "from_raw"])
 def test_a_zero_dim_beside_dims_overflowing_int64_is_a_decode_error(decoder: str) -> None:
     """(0, 2**62) has no element, but numpy refuses it: ValueError "array is too big" (INTERNAL, 500)."""

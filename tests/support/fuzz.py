@@ -886,18 +886,7 @@ def check_grpc_answer(code: grpc.StatusCode, details: str, known: str | None) ->
 KnownBug = Callable[..., str | None]
 
 
-def _zero_dim_overflow(dims: list[int] | None = None, dtype: np.dtype | None = None, **_: Any) -> str | None:
-    """api/grpc/tensors.py and api/kserve/codec.py (being edited elsewhere): the int64 bound is checked on the
-    element count, which a 0 makes 0, but numpy also refuses a shape whose *non-zero* dims overflow in bytes, e.g.
-    ``(0, 2**62)`` of FP32: ``ValueError: array is too big`` (INTERNAL, 500) instead of INVALID_ARGUMENT."""
-    if not dims or dtype is None or 0 not in dims or any(d < 0 for d in dims):
-        return None
-    if math.prod(d for d in dims if d) * dtype.itemsize > 2**63 - 1:
-        return "a 0 dim beside dims that overflow int64 in bytes"
-    return None
-
-
-KNOWN_BUGS: list[KnownBug] = [_zero_dim_overflow]
+KNOWN_BUGS: list[KnownBug] = []
 
 
 def _known_or_fail(exc: Exception, **inputs: Any) -> str:

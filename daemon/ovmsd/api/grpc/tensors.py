@@ -269,6 +269,7 @@ def _shape_and_count(proto: tensor_pb2.TensorProto, itemsize: int) -> tuple[tupl
         )
     shape = tuple(d.size for d in tshape.dim)
     count = 1
+    nonzero = 1  # numpy refuses a shape whose non-zero dims overflow in bytes, even when a 0 dim empties it
     for size in shape:
         if size < 0:
             text = _shape_text(shape)
@@ -279,7 +280,8 @@ def _shape_and_count(proto: tensor_pb2.TensorProto, itemsize: int) -> tuple[tupl
                 text,
             )
         count *= size
-    if count * itemsize > MAX_ARRAY_BYTES:
+        nonzero *= size or 1
+    if nonzero * itemsize > MAX_ARRAY_BYTES:
         text = _shape_text(shape)
         if len(text) > 200:
             text = text[:200] + "..."

@@ -83,7 +83,8 @@ def element_count(shape: Sequence[int], name: str, itemsize: int = 1) -> int:
     if any(d < 0 for d in dims):
         raise invalid_input("Invalid input shape", "dimensions of 0 or more", _shape_text(dims), name)
     count = math.prod(dims)
-    if count * max(1, itemsize) > MAX_ARRAY_BYTES:
+    # numpy refuses a shape whose non-zero dims overflow in bytes even when a 0 dim makes it empty: (0, 2**62)
+    if math.prod(d for d in dims if d) * max(1, itemsize) > MAX_ARRAY_BYTES:
         raise invalid_input(
             "Invalid input shape", "fewer than 2^63 bytes (int64 overflow)", _shape_text(dims), short(name)
         )
