@@ -37,7 +37,8 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Probe:
-    at: float
+    at: float  # when the four calls began
+    done: float  # when they ended: a probe is "before" the stop only if it ended before it
     live: int  # HTTP status of /v2/health/live
     ready: int
     grpc_live: bool | None  # KServe gRPC ServerLive, None once the port is closed
@@ -101,7 +102,7 @@ def prober(port: int, address: str, probes: list[Probe], done: threading.Event) 
                 grpc_ready = stub.ServerReady(pb.ServerReadyRequest(), timeout=5).ready
             except grpc.RpcError:
                 grpc_live = grpc_ready = None
-            probes.append(Probe(at, live, ready, grpc_live, grpc_ready))
+            probes.append(Probe(at, time.monotonic(), live, ready, grpc_live, grpc_ready))
             time.sleep(0.01)
 
 
@@ -146,7 +147,7 @@ def test_sigterm_under_load_on_kserve_grpc_and_rest(tmp_path: Path) -> None:
     drained = [o for o in outcomes if o.ok and o.started < terminated < o.ended]
     assert drained, "requests in flight at SIGTERM completed"
 
-    before = [p for p in probes if p.at < terminated - 0.05]
+    before = [p for p in probes if p.done < terminated]
     during = [p for p in probes if p.at > terminated + 0.05]
     assert before and all((p.live, p.ready, p.grpc_live, p.grpc_ready) == (200, 200, True, True) for p in before)
     assert during, f"no probe answered during the drain:\n{log}"
