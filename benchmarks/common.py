@@ -357,7 +357,13 @@ class DaemonProcess:
     """``python -m ovmsd`` on a free 127.0.0.1 port, started through ``children`` (so it is always stopped)."""
 
     def __init__(
-        self, children: Children, config: Path, log_path: Path, extra_args: Sequence[str] = (), label: str = "daemon"
+        self,
+        children: Children,
+        config: Path,
+        log_path: Path,
+        extra_args: Sequence[str] = (),
+        label: str = "daemon",
+        env: Mapping[str, str] | None = None,  # the daemon's environment (None: this process's)
     ) -> None:
         self.children = children
         self.port = free_port()
@@ -368,7 +374,7 @@ class DaemonProcess:
             "--port", str(self.port), "--bind-address", "127.0.0.1", *extra_args,
         ]  # fmt: skip
         self._log = log_path.open("wb")
-        self.process = children.popen(label, self.args, stdout=self._log, stderr=subprocess.STDOUT)
+        self.process = children.popen(label, self.args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         self.pid = self.process.pid
 
     def log(self) -> str:
@@ -516,3 +522,47 @@ def git_state() -> dict[str, Any]:
 
     changed = [line for line in git("status", "--short", "daemon").splitlines() if line.strip()]
     return {"head": git("rev-parse", "--short", "HEAD"), "daemon_uncommitted_files": len(changed)}
+
+
+# -- which daemon ---------------------------------------------------------------------------------------------------
+
+
+def daemon_env(daemon_path: Path | None) -> dict[str, str] | None:
+    """The daemon's environment for ``DaemonProcess(env=...)``: this one with ``daemon_path`` (another checkout's
+    ``daemon/`` folder) first on PYTHONPATH; None (this process's environment) without one."""
+    if daemon_path is None:
+        return None
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(daemon_path), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def resolve_daemon(daemon_path: Path | None, env: dict[str, str] | None) -> dict[str, Any]:
+    """Where the daemon's interpreter imports ``ovmsd`` from (same interpreter, environment and working directory as
+    ``python -m ovmsd``), and that checkout's commit; refuses a ``--daemon-path`` that is not what gets imported.
+    Without one, the daemon is whatever ``ovmsd`` this process's environment imports (PYTHONPATH, else the editable
+    install of this checkout)."""
+    out = subprocess.run(
+        [sys.executable, "-c", "import ovmsd; print(ovmsd.__file__)"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.strip()  # fmt: skip
+    ovmsd_file = Path(out).resolve()
+    checkout = (daemon_path or ovmsd_file.parents[1]).resolve()
+    if not ovmsd_file.is_relative_to(checkout):
+        raise SystemExit(f"the daemon would import ovmsd from {ovmsd_file}, not from {checkout}")
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", "-C", str(checkout), *args], capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    dirty = [line for line in git("status", "--short", ".").splitlines() if line.strip()]
+    return {
+        "daemon_path": str(checkout),
+        "ovmsd_file": str(ovmsd_file),
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "uncommitted_files": len(dirty),
+    }
