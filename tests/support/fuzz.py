@@ -127,27 +127,29 @@ for _dt in DTYPE_TO_NUMPY:
 REASONS = {"unsupported_dtype", "invalid_shape", "invalid_content_size", "invalid_value_count"}
 SMALL_COUNT = 64  # shapes of at most this many elements get exact-size contents and round trips
 
+
+def weighted(*choices: tuple[st.SearchStrategy[Any], int]) -> st.SearchStrategy[Any]:
+    """One of the strategies, chosen with these weights (``st.one_of`` treats its branches alike, and merges equal
+    ones, so repeating a branch there does not weigh it)."""
+    pool = [strategy for strategy, weight in choices for _ in range(weight)]
+    return st.integers(0, len(pool) - 1).flatmap(lambda index: pool[index])
+
+
 # Mostly small dimensions; sometimes one that is negative, or huge (products past int64, past any memory).
-dims_sizes = st.one_of(
-    st.integers(0, 4),
-    st.integers(0, 4),
-    st.integers(1, 3),
-    st.integers(1, 3),
-    st.integers(1, 3),
-    st.integers(1, 3),
-    st.sampled_from([-1, 2**31, 2**32 + 1, 2**62, 2**63 - 1, 3_500, 65_536]),
-    st.integers(-(2**63), 2**63 - 1),
+dims_sizes = weighted(
+    (st.integers(0, 4), 3),
+    (st.integers(1, 3), 4),
+    (st.sampled_from([-1, 2**31, 2**32 + 1, 2**62, 2**63 - 1, 3_500, 65_536]), 1),
+    (st.integers(-(2**63), 2**63 - 1), 1),
 )
-dims_lists = st.one_of(
-    st.lists(dims_sizes, max_size=5),
-    st.lists(st.integers(0, 2), min_size=30, max_size=70),  # around numpy's and our rank limits
+dims_lists = weighted(
+    (st.lists(dims_sizes, max_size=5), 5),
+    (st.lists(st.integers(0, 2), min_size=30, max_size=70), 1),  # around numpy's and our rank limits
 )
-tensor_dtypes = st.one_of(  # mostly the dtypes that decode, so that most cases reach the shape and the contents
-    st.sampled_from(sorted(VALUE_FIELD)),
-    st.sampled_from(sorted(VALUE_FIELD)),
-    st.sampled_from(sorted(VALUE_FIELD)),
-    st.sampled_from(sorted(types_pb2.DataType.values())),
-    _INT32,
+tensor_dtypes = weighted(  # mostly the dtypes that decode, so that most cases reach the shape and the contents
+    (st.sampled_from(sorted(VALUE_FIELD)), 6),
+    (st.sampled_from(sorted(types_pb2.DataType.values())), 1),
+    (_INT32, 1),
 )
 
 
@@ -230,13 +232,10 @@ def check_tensor(proto: tensor_pb2.TensorProto) -> str:
 # -- KServe tensors ------------------------------------------------------------------------------------------------
 
 KSERVE_DATATYPES = sorted(codec.DATATYPES)
-datatypes = st.one_of(
-    st.sampled_from(KSERVE_DATATYPES),
-    st.sampled_from(KSERVE_DATATYPES),
-    st.sampled_from(KSERVE_DATATYPES),
-    st.sampled_from(KSERVE_DATATYPES),
-    st.sampled_from(["fp32", "FP8", "STRING", "", "INT128"]),
-    st.text(max_size=300),
+datatypes = weighted(
+    (st.sampled_from(KSERVE_DATATYPES), 8),
+    (st.sampled_from(["fp32", "FP8", "STRING", "", "INT128"]), 1),
+    (st.text(max_size=300), 1),
 )
 
 
