@@ -568,6 +568,7 @@ def soak(args: argparse.Namespace, root: Path, children: Children) -> int:
     print(f"soak: daemon pid {daemon.pid}, {args.clients} clients, {args.minutes:g} min after {args.warmup_s:g} s of "
           f"warm-up; a new version every {args.churn_s:g} s; {len(RESHAPES)} shapes", flush=True)  # fmt: skip
 
+    git = git_state()  # what the daemon imported: before any commit made during the run
     mix = parse_mix(args.mix)
     stop = threading.Event()
     tally = Tally()
@@ -646,7 +647,7 @@ def soak(args: argparse.Namespace, root: Path, children: Children) -> int:
         "tracebacks_in_log": log.count("Traceback"),
         "growth": verdicts,
         "samples": samples,
-        "git": git_state(),
+        "git": git,
         "machine": machine_info(),
     }
     write_json(args.json, result)
