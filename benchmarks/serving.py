@@ -1,5 +1,5 @@
-"""Serving benchmark: the daemon (``python -m ovmsd``, TF Serving gRPC Predict) against in-process OpenVINO on the
-same IR files, in one run.
+"""Serving benchmark: the daemon (``python -m ovmsd``) through each of its front ends against in-process OpenVINO on
+the same IR files, in one run.
 
 Models (built with the opset API into a temporary model repository, one model per batch size, f32 weights):
 
@@ -11,18 +11,30 @@ its config's ``plugin_config``), so the daemon keeps its default THROUGHPUT hint
 
 Cases, for each model and batch, with 1 and 4 concurrent clients:
 
-* daemon: closed-loop gRPC clients (each its own channel and TCP connection, the request message built once, the
-  response decoded to numpy) as threads of ONE separate client process. The client competes with the daemon for
-  the machine's cores; the numbers include it.
+* daemon, once per front end (``--front-ends``; the daemon serves gRPC on ``--port`` and REST on ``--rest-port``):
+
+  - ``tfs-grpc``: TF Serving ``Predict`` with ``tensor_content`` (the original daemon side; its tables are kept);
+  - ``kserve-grpc``: KServe v2 ``ModelInfer`` on the same port, the input in ``raw_input_contents``;
+  - ``kserve-rest-binary``: ``POST /v2/models/{m}/infer`` with the binary data extension both ways
+    (``Inference-Header-Content-Length``, ``binary_data_size`` on the input, ``binary_data`` on the output);
+  - ``kserve-rest-json``: the same URL with JSON tensors (``data`` flat);
+  - ``tfs-rest``: ``POST /v1/models/{m}:predict`` with ``{"instances": ...}`` (row format).
+
+  Closed-loop clients (each its own connection: a gRPC channel, or one keep-alive ``http.client`` connection; the
+  request message or body built once; every response decoded to numpy, JSON with orjson) as threads of ONE separate
+  client process, the same structure for every front end. The first answer of every client is checked (2x the
+  input for tiny, in-process OpenVINO's output for ResNet-50). The client competes with the daemon for the machine's
+  cores; the numbers include it. Failed requests are counted, reported, and do not stop the run.
 * in-process, same concurrency: 1 client -> a plain sync ``compiled(x)`` loop; 4 clients -> ``AsyncInferQueue``
   with 4 jobs (always busy). Both on one ``compiled_model`` with the same plugin config.
 
 Each case warms up, then measures for ``--duration`` seconds (ResNet-50 cases: ``HEAVY_FACTOR`` times longer, warm-up
 too). requests/s and images/s count the work done inside the window, a request straddling an edge by the fraction of
 it inside (``common.window_stats``: no +-1 request quantization for ~1 s requests); latency p50/p99 are over the
-requests completed inside the window. Cases are interleaved (daemon, in-process, daemon, ...) and the whole set is
-repeated ``--repeats`` times; tables show medians across repeats, ratios are medians of per-repeat ratios. CPU time of
-the daemon, the client process and the rest of the machine is recorded for every window.
+requests completed inside the window. Cases are interleaved (each front end, then in-process, the order rotated each
+repeat) and the whole set is repeated ``--repeats`` times; tables show medians across repeats, ratios are medians of
+per-repeat ratios. CPU time of the daemon, the client process and the rest of the machine is recorded for every
+window.
 
 Memory: a daemon serving only ``resnet50_b1`` vs. a plain OpenVINO process that compiles the same file with the same
 config and creates the same number of infer requests (OPTIMAL_NUMBER_OF_INFER_REQUESTS); VmRSS of each after load and
@@ -30,8 +42,9 @@ after a few inferences on every infer request.
 
 Usage::
 
-    .venv/bin/python benchmarks/serving.py --quick            # smoke run, ~1-2 minutes
-    .venv/bin/python benchmarks/serving.py                    # full run, ~8-10 minutes on 2 cores
+    .venv/bin/python benchmarks/serving.py --quick            # smoke run, ~4 minutes
+    .venv/bin/python benchmarks/serving.py                    # full run, ~25 minutes on 2 cores
+    .venv/bin/python benchmarks/serving.py --front-ends tfs-grpc,kserve-rest-binary --models tiny
     .venv/bin/python benchmarks/serving.py --models tiny --clients 4 --daemon-arg=--grpc-workers=4
 
 Every process it starts is stopped on exit, on Ctrl-C and on failure (and gets SIGTERM if this process is killed).
@@ -44,12 +57,14 @@ import contextlib
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -64,7 +79,10 @@ from common import (
     CpuSnapshot,
     DaemonProcess,
     count_parameters,
+    cpu_flags,
+    daemon_env,
     fmt,
+    free_port,
     git_state,
     machine_info,
     median,
@@ -72,6 +90,7 @@ from common import (
     proc_status_kib,
     ratio,
     resnet50_model,
+    resolve_daemon,
     save_ir,
     sigterm_as_interrupt,
     tiny_model,
@@ -95,10 +114,26 @@ HEAVY_FACTOR = 2
 # A run is flagged noisy when processes outside the benchmark kept this many cores busy during its window.
 NOISY_CORES = 0.25
 
+# Front ends (issue 9): each measured with the same client structure (threads of one client process, one
+# connection each, the request built once, every answer decoded to numpy).
+FRONT_ENDS = ("tfs-grpc", "kserve-grpc", "kserve-rest-binary", "kserve-rest-json", "tfs-rest")
+FRONT_END_NAMES = {
+    "tfs-grpc": "TF Serving gRPC (Predict, tensor_content)",
+    "kserve-grpc": "KServe v2 gRPC (ModelInfer, raw_input_contents)",
+    "kserve-rest-binary": "KServe v2 REST, binary data extension",
+    "kserve-rest-json": "KServe v2 REST, JSON tensors",
+    "tfs-rest": "TF Serving REST (row format, instances)",
+}
+BINARY_FRONT_ENDS = ("tfs-grpc", "kserve-grpc", "kserve-rest-binary")
+JSON_HEADERS = {"Content-Type": "application/json"}
+
 # Targets.
 TINY_MIN_RPS = 2000.0
 RESNET_MIN_THROUGHPUT_RATIO = 0.90
 MAX_RSS_RATIO = 1.3
+KSERVE_GRPC_MIN_RATIO = 0.95  # of TF Serving gRPC, tiny model
+REST_BINARY_MIN_RATIO = 0.6  # of gRPC (TF Serving gRPC), tiny model
+BINARY_MIN_INPROC_RATIO = 0.9  # every binary-capable front end, resnet50_b1, 4 clients
 
 
 @dataclass(frozen=True)
@@ -135,37 +170,188 @@ def input_data(shape: tuple[int, ...], seed: int = 1) -> np.ndarray:
 # -- client worker process ------------------------------------------------------------------------------------------
 
 
-def run_clients(cmd: dict[str, Any]) -> dict[str, Any]:
-    """Closed-loop Predict clients as threads of this process; returns counts, latencies and CPU of the window."""
-    import grpc
+class HttpClient:
+    """One keep-alive HTTP/1.1 connection: ``http.client`` (default) or ``raw`` (the prebuilt request bytes written
+    to a socket, the answer read by Content-Length: the least client CPU a Python HTTP client can spend)."""
 
-    from ovmsd.api.grpc.proto import predict_pb2, prediction_service_pb2_grpc
-    from ovmsd.api.grpc.tensors import numpy_to_tensor, tensor_to_numpy
+    def __init__(self, kind: str, host: str, port: int, path: str, body: bytes, headers: dict[str, str]) -> None:
+        self.kind, self.path, self.body, self.headers = kind, path, body, headers
+        if kind == "http.client":
+            import http.client
 
-    clients = int(cmd["clients"])
-    data = input_data(tuple(cmd["shape"]))
-    channels = [grpc.insecure_channel(cmd["address"], options=GRPC_OPTIONS) for _ in range(clients)]
+            self.conn = http.client.HTTPConnection(host, port, timeout=PREDICT_TIMEOUT_S)
+            self.conn.connect()
+            self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        elif kind == "raw":
+            self.sock = socket.create_connection((host, port), timeout=PREDICT_TIMEOUT_S)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            head = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {len(body)}"]
+            head += [f"{k}: {v}" for k, v in headers.items()]
+            self.request = ("\r\n".join(head) + "\r\n\r\n").encode() + body
+            self.buffer = bytearray()
+        else:
+            raise SystemExit(f"unknown HTTP client {kind!r} (http.client, raw)")
+
+    def post(self) -> tuple[dict[str, str], bytes]:
+        """One POST; returns (headers in lower case, body); an answer other than 200 raises."""
+        if self.kind == "http.client":
+            self.conn.request("POST", self.path, self.body, self.headers)
+            response = self.conn.getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise RuntimeError(f"HTTP {response.status}: {body[:300]!r}")
+            return {k.lower(): v for k, v in response.getheaders()}, body
+        self.sock.sendall(self.request)
+        buffer = self.buffer
+        while (end := buffer.find(b"\r\n\r\n")) < 0:
+            self._receive()
+        lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
+        del buffer[: end + 4]
+        headers = {}
+        for line in lines[1:]:
+            key, _, value = line.partition(":")
+            headers[key.strip().lower()] = value.strip()
+        if "content-length" not in headers:
+            raise RuntimeError(f"answer without Content-Length: {lines}")
+        length = int(headers["content-length"])
+        while len(buffer) < length:
+            self._receive()
+        body = bytes(buffer[:length])
+        del buffer[:length]
+        status = int(lines[0].split()[1])
+        if status != 200:
+            raise RuntimeError(f"HTTP {status}: {body[:300]!r}")
+        return headers, body
+
+    def _receive(self) -> None:
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        self.buffer += chunk
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            (self.conn if self.kind == "http.client" else self.sock).close()
+
+
+def json_loads() -> Callable[[bytes], Any]:
+    """The client's JSON parser: orjson (as the daemon; installed with it), else the standard library's."""
     try:
-        stubs = [prediction_service_pb2_grpc.PredictionServiceStub(ch) for ch in channels]
-        requests = []
-        for _ in range(clients):
+        import orjson
+
+        return orjson.loads
+    except ImportError:  # pragma: no cover - orjson is a daemon dependency
+        return json.loads
+
+
+def make_caller(front_end: str, cmd: dict[str, Any], data: np.ndarray) -> tuple[Callable[[], np.ndarray], Any]:
+    """A function that sends one request the way ``front_end`` does and returns the output decoded to numpy, and
+    the connection to close. The request (message or body) is built once; every answer is decoded in full."""
+    model, input_name, output_name = cmd["model"], cmd["input"], cmd["output"]
+    if front_end in ("tfs-grpc", "kserve-grpc"):
+        import grpc
+
+        channel = grpc.insecure_channel(cmd["address"], options=GRPC_OPTIONS)
+        if front_end == "tfs-grpc":
+            from ovmsd.api.grpc.proto import predict_pb2, prediction_service_pb2_grpc
+            from ovmsd.api.grpc.tensors import numpy_to_tensor, tensor_to_numpy
+
+            predict = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict
             request = predict_pb2.PredictRequest()
-            request.model_spec.name = cmd["model"]
-            numpy_to_tensor(data, request.inputs[cmd["input"]])
-            requests.append(request)
-        for stub, request in zip(stubs, requests, strict=True):  # connect and check the answer before timing anything
-            out = tensor_to_numpy(stub.Predict(request, timeout=PREDICT_TIMEOUT_S).outputs[cmd["output"]])
+            request.model_spec.name = model
+            numpy_to_tensor(data, request.inputs[input_name])
+
+            def call() -> np.ndarray:
+                return tensor_to_numpy(predict(request, timeout=PREDICT_TIMEOUT_S).outputs[output_name])
+
+            return call, channel
+        from ovmsd.api.grpc.proto import kserve_predict_v2_pb2, kserve_predict_v2_pb2_grpc
+
+        infer = kserve_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer
+        request = kserve_predict_v2_pb2.ModelInferRequest(model_name=model)
+        tensor = request.inputs.add()
+        tensor.name, tensor.datatype = input_name, "FP32"
+        tensor.shape.extend(data.shape)
+        request.raw_input_contents.append(data.tobytes())
+
+        def call() -> np.ndarray:
+            response = infer(request, timeout=PREDICT_TIMEOUT_S)
+            out = response.outputs[0]
+            return np.frombuffer(response.raw_output_contents[0], dtype=np.float32).reshape(tuple(out.shape))
+
+        return call, channel
+
+    host, _, port = cmd["rest_address"].rpartition(":")
+    loads = json_loads()
+    kind = cmd.get("http_client", "http.client")
+    if front_end == "kserve-rest-binary":
+        raw = data.tobytes()
+        header = json.dumps({
+            "inputs": [{"name": input_name, "shape": list(data.shape), "datatype": "FP32",
+                        "parameters": {"binary_data_size": len(raw)}}],
+            "outputs": [{"name": output_name, "parameters": {"binary_data": True}}],
+        }).encode()  # fmt: skip
+        headers = {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))}
+        http = HttpClient(kind, host, int(port), f"/v2/models/{model}/infer", header + raw, headers)
+
+        def call() -> np.ndarray:
+            headers, body = http.post()
+            split = int(headers["inference-header-content-length"])
+            out = loads(body[:split])["outputs"][0]
+            return np.frombuffer(body, dtype=np.float32, offset=split).reshape(out["shape"])
+
+        return call, http
+    if front_end == "kserve-rest-json":
+        body = json.dumps({
+            "inputs": [{"name": input_name, "shape": list(data.shape), "datatype": "FP32",
+                        "data": data.reshape(-1).tolist()}],
+        }).encode()  # fmt: skip
+        http = HttpClient(kind, host, int(port), f"/v2/models/{model}/infer", body, JSON_HEADERS)
+
+        def call() -> np.ndarray:
+            out = loads(http.post()[1])["outputs"][0]
+            return np.asarray(out["data"], dtype=np.float32).reshape(out["shape"])
+
+        return call, http
+    if front_end == "tfs-rest":
+        body = json.dumps({"instances": data.tolist()}).encode()
+        http = HttpClient(kind, host, int(port), f"/v1/models/{model}:predict", body, JSON_HEADERS)
+
+        def call() -> np.ndarray:
+            return np.asarray(loads(http.post()[1])["predictions"], dtype=np.float32)
+
+        return call, http
+    raise SystemExit(f"unknown front end {front_end!r} ({', '.join(FRONT_ENDS)})")
+
+
+def run_clients(cmd: dict[str, Any]) -> dict[str, Any]:
+    """Closed-loop clients of one front end as threads of this process (each its own connection); returns counts,
+    latencies, failed requests and CPU of the window."""
+    clients = int(cmd["clients"])
+    front_end = cmd.get("front_end", "tfs-grpc")
+    data = input_data(tuple(cmd["shape"]))
+    callers, connections = [], []
+    try:
+        for _ in range(clients):
+            call, connection = make_caller(front_end, cmd, data)
+            callers.append(call)
+            connections.append(connection)
+        expected = None if cmd.get("expect") is None else np.asarray(cmd["expect"], dtype=np.float32)
+        for call in callers:  # connect and check the answer before timing anything
+            out = call()
             if cmd.get("check_scale") and not np.allclose(out, data * cmd["check_scale"]):
-                raise AssertionError("wrong answer from the daemon")
+                raise AssertionError(f"wrong answer from the daemon ({front_end})")
+            if expected is not None and not np.allclose(out.reshape(-1), expected, rtol=1e-3, atol=1e-5):
+                raise AssertionError(f"{front_end}'s answer differs from in-process OpenVINO's")
 
         window: dict[str, float] = {}
         samples: list[list[tuple[float, float]]] = [[] for _ in range(clients)]
         errors: list[str] = []
+        failed = [0] * clients
         barrier = threading.Barrier(clients + 1)
-        output_name = cmd["output"]
 
         def client(i: int) -> None:
-            stub, request, mine = stubs[i], requests[i], samples[i]
+            call, mine = callers[i], samples[i]
             barrier.wait()
             end = window["end"]
             clock = time.perf_counter
@@ -174,11 +360,13 @@ def run_clients(cmd: dict[str, Any]) -> dict[str, Any]:
                 if start >= end:
                     return
                 try:
-                    response = stub.Predict(request, timeout=PREDICT_TIMEOUT_S)
-                    tensor_to_numpy(response.outputs[output_name])
-                except Exception as exc:  # grpc.RpcError mostly
-                    errors.append(f"{type(exc).__name__}: {exc}"[:500])
-                    return
+                    call()
+                except Exception as exc:  # counted and reported; the client goes on
+                    failed[i] += 1
+                    if len(errors) < 5:
+                        errors.append(f"{type(exc).__name__}: {exc}"[:500])
+                    time.sleep(0.01)
+                    continue
                 mine.append((start, clock()))
 
         threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
@@ -196,14 +384,15 @@ def run_clients(cmd: dict[str, Any]) -> dict[str, Any]:
         for t in threads:
             t.join()
     finally:
-        for ch in channels:
-            ch.close()
+        for connection in connections:
+            connection.close()
     flat = [x for per in samples for x in per]
     return {
         **window_stats(flat, window["warm_end"], window["end"]),
         "per_client_completed": [window_stats(per, window["warm_end"], window["end"])["completed"] for per in samples],
         "cpu": after.usage_since(before),
-        "errors": errors[:5],
+        "failed": sum(failed),
+        "errors": errors,
     }
 
 
@@ -246,8 +435,9 @@ class ClientProcess:
         result = json.loads(line)
         if "fatal" in result:
             raise RuntimeError(f"client process failed: {result['fatal']}\n{result.get('traceback', '')}")
-        if result["errors"]:
-            raise RuntimeError(f"Predict failed during {cmd['model']} x{cmd['clients']}: {result['errors']}")
+        if result["failed"]:
+            print(f"warning: {result['failed']} failed requests during {cmd.get('front_end', 'tfs-grpc')} "
+                  f"{cmd['model']} x{cmd['clients']}: {result['errors']}", file=sys.stderr, flush=True)  # fmt: skip
         return result
 
     def stop(self) -> None:
@@ -372,7 +562,9 @@ class InProcess:
 # -- orchestration --------------------------------------------------------------------------------------------------
 
 
-def row_of(side: str, repeat: int, model: Model, clients: int, raw: dict[str, Any]) -> dict[str, Any]:
+def row_of(
+    side: str, repeat: int, model: Model, clients: int, raw: dict[str, Any], front_end: str | None = None
+) -> dict[str, Any]:
     rps = raw["work"] / raw["window_s"]
     cpu = raw.get("cpu", {})
 
@@ -381,12 +573,13 @@ def row_of(side: str, repeat: int, model: Model, clients: int, raw: dict[str, An
 
     return {
         "side": side,
+        "front_end": front_end if side == "daemon" else "in-process",
         "repeat": repeat,
         "model": model.name,
         "family": model.family,
         "batch": model.batch,
         "clients": clients,
-        "mode": raw.get("mode", f"gRPC x{clients} threads, separate client process"),
+        "mode": raw.get("mode", f"{front_end} x{clients} threads, separate client process"),
         "requests": raw["work"],  # requests' worth of work done inside the window (edges count in part)
         "completed": raw["completed"],
         "window_s": raw["window_s"],
@@ -398,6 +591,8 @@ def row_of(side: str, repeat: int, model: Model, clients: int, raw: dict[str, An
         "client_cpu_ms_per_req": per_req("client_cpu_s"),
         "inproc_cpu_ms_per_req": per_req("self_cpu_s"),
         "per_client_completed": raw.get("per_client_completed"),
+        "failed": raw.get("failed", 0),
+        "errors": raw.get("errors", []),
     }
 
 
@@ -405,7 +600,8 @@ def summarize(rows: list[dict[str, Any]], models: list[Model], clients_list: lis
     out = []
     for m in models:
         for c in clients_list:
-            d = [r for r in rows if r["side"] == "daemon" and r["model"] == m.name and r["clients"] == c]
+            d = [r for r in rows if r["side"] == "daemon" and r.get("front_end", "tfs-grpc") == "tfs-grpc"
+                 and r["model"] == m.name and r["clients"] == c]  # fmt: skip
             p = [r for r in rows if r["side"] == "in-process" and r["model"] == m.name and r["clients"] == c]
             if not d and not p:
                 continue
@@ -432,6 +628,80 @@ def summarize(rows: list[dict[str, Any]], models: list[Model], clients_list: lis
                 "steal_cores": median(r["cpu"].get("steal_cores", math.nan) for r in d + p),
             })  # fmt: skip
     return out
+
+
+def summarize_front_ends(
+    rows: list[dict[str, Any]], models: list[Model], clients_list: list[int], front_ends: list[str]
+) -> list[dict[str, Any]]:
+    """Per model, clients and front end: medians, and medians of the per-repeat ratios to in-process OpenVINO and
+    to TF Serving gRPC (the same repeat's cases, run back to back)."""
+    out = []
+    for m in models:
+        for c in clients_list:
+            case = [r for r in rows if r["model"] == m.name and r["clients"] == c]
+            inproc = {r["repeat"]: r for r in case if r["side"] == "in-process"}
+            daemon = [r for r in case if r["side"] == "daemon"]
+            tfs = {r["repeat"]: r for r in daemon if r.get("front_end", "tfs-grpc") == "tfs-grpc"}
+            for fe in [*front_ends, "in-process"]:
+                if fe == "in-process":
+                    mine = list(inproc.values())
+                else:
+                    mine = [r for r in daemon if r.get("front_end", "tfs-grpc") == fe]
+                if not mine:
+                    continue
+                out.append({
+                    "model": m.name, "family": m.family, "batch": m.batch, "clients": c, "front_end": fe,
+                    "repeats": len(mine),
+                    **{k: median(r[k] for r in mine) for k in ("req_s", "img_s", "p50_ms", "p99_ms", "mean_ms",
+                                                              "daemon_cpu_ms_per_req", "client_cpu_ms_per_req",
+                                                              "inproc_cpu_ms_per_req", "completed")},
+                    "req_s_runs": [r["req_s"] for r in mine],
+                    "vs_in_process": median(ratio(r["req_s"], inproc[r["repeat"]]["req_s"]) for r in mine
+                                            if r["repeat"] in inproc),
+                    "vs_in_process_runs": [ratio(r["req_s"], inproc[r["repeat"]]["req_s"]) for r in mine
+                                           if r["repeat"] in inproc],
+                    "vs_tfs_grpc": median(ratio(r["req_s"], tfs[r["repeat"]]["req_s"]) for r in mine
+                                          if r["repeat"] in tfs),
+                    "vs_tfs_grpc_runs": [ratio(r["req_s"], tfs[r["repeat"]]["req_s"]) for r in mine
+                                         if r["repeat"] in tfs],
+                    "failed": sum(r.get("failed", 0) for r in mine),
+                    "errors": sorted({e for r in mine for e in r.get("errors", [])})[:5],
+                    "other_busy_cores": median(r["cpu"].get("other_busy_cores", math.nan) for r in mine),
+                    "noisy_runs": sum(r["cpu"].get("other_busy_cores", 0.0) > NOISY_CORES for r in mine),
+                })  # fmt: skip
+    return out
+
+
+def evaluate_front_end_targets(front: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Issue 9's targets, client included: every tiny case for the two gRPC/REST ratios, resnet50_b1 x4 for the
+    in-process one."""
+
+    def verdict(value: float, minimum: float) -> str:
+        return "N/A" if value is None or math.isnan(value) else ("PASS" if value >= minimum else "MISS")
+
+    def runs(s: dict[str, Any], key: str) -> str:
+        return ", ".join(fmt(v, 2) for v in s[key])
+
+    targets = []
+    for s in front:
+        case = f"{s['model']} x{s['clients']}"
+        if s["family"] == "tiny" and s["front_end"] == "kserve-grpc":
+            targets.append({"target": f"{case}: KServe gRPC >= {KSERVE_GRPC_MIN_RATIO} of TF Serving gRPC",
+                            "measured": s["vs_tfs_grpc"], "unit": "ratio", "runs": runs(s, "vs_tfs_grpc_runs"),
+                            "status": verdict(s["vs_tfs_grpc"], KSERVE_GRPC_MIN_RATIO)})  # fmt: skip
+        if s["family"] == "tiny" and s["front_end"] == "kserve-rest-binary":
+            targets.append({"target": f"{case}: KServe REST binary >= {REST_BINARY_MIN_RATIO} of TF Serving gRPC",
+                            "measured": s["vs_tfs_grpc"], "unit": "ratio", "runs": runs(s, "vs_tfs_grpc_runs"),
+                            "status": verdict(s["vs_tfs_grpc"], REST_BINARY_MIN_RATIO)})  # fmt: skip
+    for s in front:
+        if s["model"] == "resnet50_b1" and s["clients"] == 4 and s["front_end"] in BINARY_FRONT_ENDS:
+            targets.append({
+                "target": f"resnet50_b1 x4: {s['front_end']} >= {BINARY_MIN_INPROC_RATIO} of in-process "
+                "AsyncInferQueue(4)",
+                "measured": s["vs_in_process"], "unit": "ratio", "runs": runs(s, "vs_in_process_runs"),
+                "status": verdict(s["vs_in_process"], BINARY_MIN_INPROC_RATIO),
+            })  # fmt: skip
+    return targets
 
 
 def evaluate_targets(summary: list[dict[str, Any]], memory: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -473,6 +743,7 @@ def measure_memory(
     daemon_args: list[str],
     tiny: Model | None,
     concurrency: int,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Daemon serving only ``model`` vs. a plain OpenVINO process with the same compiled model and infer requests."""
     runs = []
@@ -481,7 +752,9 @@ def measure_memory(
         [{"name": model.name, "base_path": str(Path(model.path).parent.parent), "plugin_config": PLUGIN_CONFIG}],
     )
     for i in range(repeats):
-        daemon = DaemonProcess(children, config, tmp / f"memory-daemon-{i}.log", daemon_args, label="memory-daemon")
+        daemon = DaemonProcess(
+            children, config, tmp / f"memory-daemon-{i}.log", daemon_args, label="memory-daemon", env=env
+        )
         try:
             daemon.wait_available([model.name])
             time.sleep(0.5)
@@ -523,7 +796,9 @@ def measure_memory(
             tmp / "memory-tiny.json",
             [{"name": tiny.name, "base_path": str(Path(tiny.path).parent.parent), "plugin_config": PLUGIN_CONFIG}],
         )
-        daemon = DaemonProcess(children, cfg, tmp / "memory-daemon-tiny.log", daemon_args, label="memory-daemon")
+        daemon = DaemonProcess(
+            children, cfg, tmp / "memory-daemon-tiny.log", daemon_args, label="memory-daemon", env=env
+        )
         try:
             daemon.wait_available([tiny.name])
             time.sleep(0.5)
@@ -553,8 +828,35 @@ def measure_memory(
     }
 
 
+def print_front_ends(front: list[dict[str, Any]], markdown: bool = False) -> None:
+    rows = []
+    for s in front:
+        inproc = s["front_end"] == "in-process"
+        rows.append([
+            s["model"], s["batch"], s["clients"], s["front_end"], fmt(s["req_s"]), fmt(s["img_s"]),
+            fmt(s["p50_ms"], 2), fmt(s["p99_ms"], 2),
+            fmt(s["inproc_cpu_ms_per_req"] if inproc else s["daemon_cpu_ms_per_req"], 3),
+            "-" if inproc else fmt(s["client_cpu_ms_per_req"], 3),
+            "-" if inproc else fmt(s["vs_tfs_grpc"], 2), "-" if inproc else fmt(s["vs_in_process"], 2),
+            "-" if inproc else s["failed"], f"{s['noisy_runs']}/{s['repeats']}",
+        ])  # fmt: skip
+    print_table(
+        ["model", "batch", "clients", "front end", "req/s", "img/s", "p50 ms", "p99 ms", "server CPU ms/req",
+         "client CPU ms/req", "/ TFS gRPC", "/ in-process", "failed", "noisy"],
+        rows,
+        markdown=markdown,
+        title=f"Front ends (medians of {front[0]['repeats'] if front else 0} repeats; ratios: medians of per-repeat "
+        "ratios; server CPU: the daemon's, or in-process OpenVINO's; client included in every figure)",
+    )  # fmt: skip
+
+
 def print_results(
-    summary: list[dict[str, Any]], memory: dict[str, Any] | None, targets: list[dict[str, Any]], markdown: bool = False
+    summary: list[dict[str, Any]],
+    memory: dict[str, Any] | None,
+    targets: list[dict[str, Any]],
+    markdown: bool = False,
+    front: list[dict[str, Any]] | None = None,
+    front_targets: list[dict[str, Any]] | None = None,
 ) -> None:
     rows = []
     for s in summary:
@@ -613,6 +915,15 @@ def print_results(
         markdown=markdown,
         title="Targets",
     )
+    if front:
+        print_front_ends(front, markdown=markdown)
+    if front_targets:
+        print_table(
+            ["target (issue 9)", "measured", "runs", "status"],
+            [[t["target"], fmt(t["measured"], 2), t["runs"], t["status"]] for t in front_targets],
+            markdown=markdown,
+            title="Front-end targets",
+        )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -627,6 +938,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--models", default="tiny,resnet50", help="model families (default tiny,resnet50)")
     p.add_argument("--batches", default="1,8", help="batch sizes (default 1,8)")
     p.add_argument("--clients", default="1,4", help="concurrent clients per case (default 1,4)")
+    p.add_argument("--front-ends", default=",".join(FRONT_ENDS),
+                   help=f"daemon front ends to measure (default {','.join(FRONT_ENDS)})")  # fmt: skip
+    p.add_argument("--http-client", choices=["http.client", "raw"], default="http.client",
+                   help="REST client: http.client keep-alive connections (default) or raw socket writes")  # fmt: skip
+    p.add_argument("--daemon-path", type=Path, metavar="DIR",
+                   help="run the daemon from another checkout's daemon/ folder (first on its PYTHONPATH)")  # fmt: skip
     p.add_argument("--no-memory", action="store_true", help="skip the memory comparison")
     p.add_argument(
         "--nireq", type=int, help="nireq for the daemon's models in the throughput cases (default: OpenVINO's optimal)"
@@ -655,21 +972,31 @@ def main(argv: list[str] | None = None) -> int:
         return memory_worker(args.model_path, args.rounds)
     if args.report is not None:
         saved = json.loads(args.report.read_text())
-        print_results(saved["medians"], saved.get("memory"), saved["targets"], markdown=args.markdown)
+        print_results(saved["medians"], saved.get("memory"), saved["targets"], markdown=args.markdown,
+                      front=saved.get("front_ends"), front_targets=saved.get("front_end_targets"))  # fmt: skip
         return 0
 
     families = [f.strip() for f in args.models.split(",") if f.strip()]
     batches = [int(b) for b in args.batches.split(",")]
     clients_list = [int(c) for c in args.clients.split(",")]
+    front_ends = [f.strip() for f in args.front_ends.split(",") if f.strip()]
+    if unknown := [f for f in front_ends if f not in FRONT_ENDS]:
+        raise SystemExit(f"unknown front ends {unknown} ({', '.join(FRONT_ENDS)})")
+    rest = any("rest" in f for f in front_ends)
     models = model_specs(families, batches)
+    env = daemon_env(args.daemon_path)
+    daemon_source = resolve_daemon(args.daemon_path, env)
     machine = machine_info()
     print(
         f"machine: {machine['nproc']} CPUs ({machine['cpu_model']}), openvino {machine['openvino']}, "
-        f"grpcio {machine['grpcio']}, protobuf {machine['protobuf']}, "
-        f"load average {' '.join(machine['loadavg_at_start'])}"
+        f"grpcio {machine['grpcio']}, protobuf {machine['protobuf']}, ISA {','.join(machine['isa'])}, "
+        f"load average {' '.join(machine['loadavg_at_start'])}\ndaemon: ovmsd.__file__ = "
+        f"{daemon_source['ovmsd_file']} (commit {daemon_source['commit']}, {daemon_source['uncommitted_files']} "
+        "uncommitted files there)"
     )
     print(
-        f"plan: {len(models)} models x clients {clients_list} x (daemon, in-process), {args.repeats} repeats, "
+        f"plan: {len(models)} models x clients {clients_list} x ({', '.join(front_ends)}, in-process), "
+        f"{args.repeats} repeats, "
         f"warm-up {args.warmup:g} s + {args.duration:g} s each (x{HEAVY_FACTOR} for resnet50); "
         f"plugin_config {PLUGIN_CONFIG}; "
         f"daemon args {args.daemon_arg or 'default'}, nireq {args.nireq or 'default'}",
@@ -679,11 +1006,20 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "serving",
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "status": "running",
-        "args": {k: v for k, v in vars(args).items() if k not in ("worker", "model_path", "rounds")},
+        "args": {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in vars(args).items()
+            if k not in ("worker", "model_path", "rounds")
+        },
         "git": git_state(),
+        "daemon": daemon_source,
         "machine": machine,
+        "cpu_flags": sorted(cpu_flags()),
         "setup": {
             "plugin_config": PLUGIN_CONFIG,
+            "front_ends": {f: FRONT_END_NAMES[f] for f in front_ends},
+            "http_client": f"{args.http_client}, one keep-alive connection per client thread; JSON answers parsed "
+            "with orjson (as the daemon parses JSON requests), binary ones with numpy.frombuffer",
             "daemon_clients": "threads of one separate client process, one gRPC channel (TCP connection) each, "
             "request message built once, response decoded with tensor_to_numpy",
             "in_process": "1 client: sync compiled(x) loop; N clients: AsyncInferQueue(N), same compiled model",
@@ -695,6 +1031,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     rows: list[dict[str, Any]] = results["runs"]
     memory = None
+    rest_port = free_port() if rest else None
     try:
         with contextlib.ExitStack() as stack:
             stack.enter_context(sigterm_as_interrupt())
@@ -726,7 +1063,9 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
 
             # Daemon, client process, in-process models (compiled while the daemon loads).
-            daemon = DaemonProcess(children, config, tmp / "daemon.log", args.daemon_arg)
+            rest_args = ["--rest-port", str(rest_port), "--rest-bind-address", "127.0.0.1"] if rest else []
+            daemon = DaemonProcess(children, config, tmp / "daemon.log", [*rest_args, *args.daemon_arg], env=env)
+            rest_address = f"127.0.0.1:{rest_port}"
             clients_proc = ClientProcess(children, tmp / "clients.log")
             core = ov.Core()
             inproc = {m.name: InProcess(core, m) for m in models}
@@ -738,16 +1077,23 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)  # fmt: skip
             results["setup"]["daemon_rss_all_models_kib"] = proc_status_kib(daemon.pid, "VmRSS")["VmRSS"]
 
-            def daemon_case(m: Model, c: int, warmup: float, duration: float) -> dict[str, Any]:
+            # What every front end must answer: 2x for tiny, in-process OpenVINO's output for ResNet-50.
+            expect = {m.name: None if m.family == "tiny" else
+                      np.asarray(inproc[m.name].compiled(inproc[m.name].data)[0]).reshape(-1).tolist()
+                      for m in models}  # fmt: skip
+
+            def daemon_case(m: Model, c: int, warmup: float, duration: float, fe: str = "tfs-grpc") -> dict[str, Any]:
                 return clients_proc.run(
-                    address=daemon.address, daemon_pid=daemon.pid, model=m.name, input=m.input, output=m.output,
+                    address=daemon.address, rest_address=rest_address, front_end=fe, http_client=args.http_client,
+                    daemon_pid=daemon.pid, model=m.name, input=m.input, output=m.output,
                     shape=list(m.shape), clients=c, warmup=warmup, duration=duration,
-                    check_scale=2.0 if m.family == "tiny" else None,
+                    check_scale=2.0 if m.family == "tiny" else None, expect=expect[m.name],
                 )  # fmt: skip
 
             # Prime: first inferences on every infer request / stream, outside any measurement.
             for m in models:
-                daemon_case(m, max(clients_list), 0.0, 0.5 if args.quick else 1.5)
+                for fe in front_ends:
+                    daemon_case(m, max(clients_list), 0.0, 0.5 if args.quick else 1.5, fe)
                 inproc[m.name].prime([c for c in clients_list if c > 1])
             watch = {"self": os.getpid(), "daemon": daemon.pid}
 
@@ -758,17 +1104,29 @@ def main(argv: list[str] | None = None) -> int:
                     for c in clients_list:
                         secs = args.duration * (HEAVY_FACTOR if m.family == "resnet50" else 1)
                         warm = args.warmup * (HEAVY_FACTOR if m.family == "resnet50" else 1)
-                        d = row_of("daemon", r, m, c, daemon_case(m, c, warm, secs))
-                        p = row_of("in-process", r, m, c, inproc[m.name].run(c, warm, secs, watch))
-                        rows += [d, p]
+                        # Interleaved, the order rotated every repeat (no front end always runs first or last).
+                        sides = [*front_ends, "in-process"]
+                        shift = r % len(sides)
+                        case: dict[str, dict[str, Any]] = {}
+                        for side in sides[shift:] + sides[:shift]:
+                            if side == "in-process":
+                                row = row_of("in-process", r, m, c, inproc[m.name].run(c, warm, secs, watch))
+                            else:
+                                row = row_of("daemon", r, m, c, daemon_case(m, c, warm, secs, side), side)
+                            case[side] = row
+                            rows.append(row)
                         done += 1
+                        p = case["in-process"]
+                        figures = " ".join(
+                            f"{fe} {case[fe]['req_s']:.1f} ({ratio(case[fe]['req_s'], p['req_s']):.2f})"
+                            + (f" FAILED {case[fe]['failed']}" if case[fe]["failed"] else "")
+                            for fe in front_ends
+                        )
+                        noise = max(row["cpu"].get("other_busy_cores", 0.0) for row in case.values())
                         print(
-                            f"  [{done}/{total}] repeat {r + 1} {m.name:<12} x{c}: daemon {d['req_s']:8.1f} req/s "
-                            f"p50 {d['p50_ms']:8.2f} p99 {d['p99_ms']:8.2f} ms | in-process {p['req_s']:8.1f} req/s "
-                            f"p50 {p['p50_ms']:8.2f} p99 {p['p99_ms']:8.2f} ms "
-                            f"| ratio {ratio(d['req_s'], p['req_s']):.2f} "
-                            f"| other load {d['cpu'].get('other_busy_cores', math.nan):.2f}"
-                            f"/{p['cpu'].get('other_busy_cores', math.nan):.2f} cores",
+                            f"  [{done}/{total}] repeat {r + 1} {m.name:<12} x{c}: in-process {p['req_s']:.1f} "
+                            f"req/s p50 {p['p50_ms']:.2f} ms | req/s (/in-process): {figures} | other load max "
+                            f"{noise:.2f} cores",
                             flush=True,
                         )
             results["setup"]["daemon_rss_all_models_after_kib"] = proc_status_kib(daemon.pid, "VmRSS")["VmRSS"]
@@ -783,7 +1141,7 @@ def main(argv: list[str] | None = None) -> int:
             if resnet is not None and not args.no_memory:
                 print("memory: daemon serving resnet50_b1 only vs. a plain OpenVINO process", flush=True)
                 memory = measure_memory(children, clients_proc, resnet, tmp, args.repeats, args.daemon_arg, tiny,
-                                        max(clients_list))  # fmt: skip
+                                        max(clients_list), env)  # fmt: skip
             results["memory"] = memory
             clients_proc.stop()
         results["status"] = "complete"
@@ -797,10 +1155,14 @@ def main(argv: list[str] | None = None) -> int:
         results["elapsed_s"] = time.monotonic() - started
         summary = summarize(rows, models, clients_list)
         targets = evaluate_targets(summary, memory)
+        front = summarize_front_ends(rows, models, clients_list, front_ends)
+        front_targets = evaluate_front_end_targets(front)
         results["medians"] = summary
         results["targets"] = targets
+        results["front_ends"] = front
+        results["front_end_targets"] = front_targets
         if summary or memory:
-            print_results(summary, memory, targets, markdown=args.markdown)
+            print_results(summary, memory, targets, markdown=args.markdown, front=front, front_targets=front_targets)
         path = write_json(args.json, results)
         print(f"\n{results['status']} in {results['elapsed_s']:.0f} s; results: {path}")
     return 0 if results["status"] == "complete" else 1
