@@ -30,6 +30,7 @@ from ovmsd.api.rest.server import RestServer, build_rest_server
 from ovmsd.api.tls import Tls, TlsError, TlsFiles
 from ovmsd.config.loader import ConfigError, load_config, single_model_config
 from ovmsd.config.models import ServerConfig
+from ovmsd.observe import stages
 from ovmsd.observe.logs import configure
 from ovmsd.observe.metrics import Metrics
 from ovmsd.observe.report import (
@@ -42,6 +43,7 @@ from ovmsd.observe.report import (
     status_report,
     summarize,
 )
+from ovmsd.observe.stages import StageCollector
 from ovmsd.runtime.control import ControlServer
 from ovmsd.runtime.limits import raise_open_files_limit
 from ovmsd.runtime.pidfile import AlreadyRunning, PidFile, StateDirLock
@@ -116,6 +118,13 @@ class Daemon:
         if settings.metrics_port is not None or settings.metrics_enable:
             self.metrics = Metrics(self.manager.snapshot, lambda: self.state.generation)
             self.loader.observers.append(self.metrics.version_loaded)
+        if settings.stage_timers:
+            if self.metrics is None:
+                log.warning("--stage-timers: the stage times are exported with the metrics; give --metrics-port "
+                            "or --metrics-enable")  # fmt: skip
+            else:
+                stages.enable()
+                self.metrics.registry.register(StageCollector())
         self.data_plane = DataPlane(
             self.manager,
             phase=lambda: self.state.phase,

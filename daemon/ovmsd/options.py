@@ -308,6 +308,13 @@ OPTIONS: tuple[Option, ...] = (
         shown_default="off",
     ),
     Option(
+        "--stage-timers",
+        "Time each stage of the request path (parse, decode, wait, infer, encode...) and export the totals as "
+        "ovmsctl_request_stage_* metrics, for profiling; costs about a microsecond per request. Needs metrics on.",
+        kind="flag",
+        default=False,
+    ),
+    Option(
         "--log-level",
         "Log level.",
         aliases=("--log_level",),

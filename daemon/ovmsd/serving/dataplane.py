@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from ovmsd.errors import ErrorKind, ServingError, invalid_input
+from ovmsd.observe import stages
 from ovmsd.serving.concurrency import SlotTable
 from ovmsd.serving.images import DEFAULT_MAX_PIXELS, decode_images, is_image_batch
 from ovmsd.serving.manager import ModelManager
@@ -107,6 +108,8 @@ class DataPlane:
                 with slots.enter(timeout):
                     inputs = self._decode_images(instance, inputs)
                     started = time.perf_counter_ns()
+                    if stages.on:
+                        stages.lap("lookup")
                     with instance.run(inputs, lambda: slots.outside(timeout)) as (signature, produced):
                         if self._observer is not None:
                             self._observer.inferred(model, number, time.perf_counter_ns() - started)

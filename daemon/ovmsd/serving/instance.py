@@ -21,6 +21,7 @@ import openvino as ov
 
 from ovmsd.config.models import ModelConfig, format_shape
 from ovmsd.errors import ErrorKind, ModelLoadError, ServingError
+from ovmsd.observe import stages
 from ovmsd.serving.infer_pool import InferPool, PoolTimeout
 from ovmsd.serving.limits import LimitDefaults, RequestLimits
 from ovmsd.serving.memory import heap_in_use, variant_bytes
@@ -77,7 +78,11 @@ class Variant:
             if not self._static:
                 tensor.shape = array.shape
             tensor.data[...] = array
+        if stages.on:
+            stages.lap("copy")
         infer_request.infer()
+        if stages.on:
+            stages.lap("infer")
 
 
 @dataclass(frozen=True)
@@ -154,8 +159,12 @@ class ModelInstance:
         if key is not None:
             self.limits.check_reshape(self.base.signature, self.rules, key)
         variant = self.base if key is None else self._variant_for(key, compiling)
+        if stages.on:
+            stages.lap("plan")
         try:
             with variant.pool.acquire(self.options.reshape_timeout_s) as infer_request:
+                if stages.on:
+                    stages.lap("wait")
                 try:
                     variant.infer(infer_request, [request[spec.name] for spec in variant.signature.inputs])
                 except Exception as exc:

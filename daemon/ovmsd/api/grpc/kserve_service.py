@@ -20,6 +20,7 @@ from ovmsd.api.grpc.wrapper import StreamAnswer
 from ovmsd.api.kserve import codec
 from ovmsd.api.kserve.protocol import EXTENSIONS, SERVER_NAME, model_metadata, parse_version, server_version
 from ovmsd.errors import ErrorKind, ServingError
+from ovmsd.observe import stages
 from ovmsd.serving.dataplane import DataPlane
 
 SERVICE = "inference.GRPCInferenceService"
@@ -90,12 +91,16 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         inputs = decode_inputs(request)
         wanted = [output.name for output in request.outputs]
         response = pb.ModelInferResponse(model_name=model, id=request.id)
+        if stages.on:
+            stages.lap("decode")
         with self.data_plane.infer(model, version, inputs, wanted) as result:
             response.model_version = str(result.version)
             raw = response.raw_output_contents
             for name, array in result.outputs.items():
                 response.outputs.add(name=name, datatype=codec.datatype_of(array.dtype), shape=array.shape)
                 raw.append(codec.to_raw(array))
+            if stages.on:
+                stages.lap("encode")
         return response
 
 

@@ -9,6 +9,7 @@ from ovmsd.api.grpc.proto import get_model_metadata_pb2, meta_graph_pb2, predict
 from ovmsd.api.grpc.requests import requested_version
 from ovmsd.api.grpc.tensors import TensorDecodeError, dtype_of, numpy_to_tensor, tensor_to_numpy
 from ovmsd.errors import ErrorKind, ServingError, short
+from ovmsd.observe import stages
 from ovmsd.serving.dataplane import DataPlane, ModelMetadata
 from ovmsd.serving.signature import Signature, TensorSpec
 
@@ -27,12 +28,16 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         version = requested_version(request.model_spec)
         arrays = _decode_inputs(request)
         response = predict_pb2.PredictResponse()
+        if stages.on:
+            stages.lap("decode")
         with self.data_plane.infer(name, version, arrays, list(request.output_filter)) as result:
             response.model_spec.name = name
             response.model_spec.version.value = result.version
             response.model_spec.signature_name = SIGNATURE_KEY
             for output_name, array in result.outputs.items():
                 numpy_to_tensor(array, response.outputs[output_name])
+            if stages.on:
+                stages.lap("encode")
         return response
 
     def GetModelMetadata(

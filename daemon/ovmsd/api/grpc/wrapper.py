@@ -28,6 +28,7 @@ from ovmsd.api.auth import UNAUTHENTICATED, ApiKey
 from ovmsd.api.errors import ERROR_CODES, bounded
 from ovmsd.api.gate import SHUTTING_DOWN, Gate
 from ovmsd.errors import ErrorKind, ServingError, short
+from ovmsd.observe import stages
 from ovmsd.observe.logs import Throttle
 from ovmsd.observe.metrics import RequestMetrics
 
@@ -61,12 +62,32 @@ def safe_deserializer(deserializer: Callable[[bytes], Any] | None) -> Callable[[
     message_type = getattr(descriptor, "full_name", None) or getattr(owner, "__name__", "request message")
 
     def deserialize(data: bytes) -> Any:
+        began = stages.now_ns() if stages.on else 0  # on grpcio's polling thread, before a request thread runs
         try:
-            return deserializer(data)
+            request = deserializer(data)
         except Exception as exc:  # DecodeError, mostly; whatever a hostile message makes the runtime raise
             return Undecodable(len(data), message_type, str(exc) or type(exc).__name__)
+        if stages.on:
+            stages.add("parse", stages.now_ns() - began)
+        return request
 
     return deserialize
+
+
+def timed_serializer(serializer: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
+    """``serializer``, timed when the stage timers are on (``respond``: since the handler returned)."""
+    if serializer is None:
+        return None
+
+    def serialize(response: Any) -> bytes:
+        if not stages.on:
+            return serializer(response)
+        stages.lap("respond")
+        data = serializer(response)
+        stages.lap("serialize")
+        return data
+
+    return serialize
 
 
 @dataclass(frozen=True)
@@ -128,7 +149,7 @@ class RequestWrapper(grpc.ServerInterceptor):
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(handler.unary_unary, info, api, method),
                 request_deserializer=deserializer,
-                response_serializer=handler.response_serializer,
+                response_serializer=timed_serializer(handler.response_serializer),
             )
         if handler.stream_stream is not None:
             return grpc.stream_stream_rpc_method_handler(
@@ -187,12 +208,16 @@ class RequestWrapper(grpc.ServerInterceptor):
         gate, metrics = self._gate, self._metrics
 
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+            if stages.on:
+                stages.start()
             self._authenticate(context, api)
             if isinstance(request, Undecodable):  # no model to count it against
                 self._refuse_undecodable(request, context, method)
             if not gate.enter():
                 context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
             started = time.perf_counter_ns()
+            if stages.on:
+                stages.lap("admit")
             response = error = None
             try:
                 response = behavior(request, context)
@@ -203,8 +228,12 @@ class RequestWrapper(grpc.ServerInterceptor):
                 code, message = self._failed(method, exc)
             finally:
                 gate.leave()
+                if stages.on:
+                    stages.lap("release")
                 if metrics is not None and info is not None:
                     _count(metrics, info, request, response, error, started)
+                    if stages.on:
+                        stages.lap("metrics")
             if response is None:
                 context.abort(code, message)
             return response

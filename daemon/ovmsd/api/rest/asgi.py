@@ -24,6 +24,7 @@ from ovmsd.api.gate import SHUTTING_DOWN, Gate
 from ovmsd.api.rest.http import Request, Response, error_response
 from ovmsd.api.rest.router import Route, Router
 from ovmsd.errors import ErrorKind, ServingError, short
+from ovmsd.observe import stages
 from ovmsd.observe.logs import Throttle
 from ovmsd.observe.metrics import RequestMetrics
 
@@ -59,6 +60,7 @@ class RestApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
+        begun = stages.now_ns() if stages.on else 0
         method, path = scope["method"], scope["path"]
         headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
         declared = headers.get("content-length", "")
@@ -74,10 +76,30 @@ class RestApp:
         request = Request(method, path, headers, body)
         if route.pooled:
             loop = asyncio.get_running_loop()
-            response = await loop.run_in_executor(self._workers, self._handle, route, request, params)
+            if not stages.on:
+                response = await loop.run_in_executor(self._workers, self._handle, route, request, params)
+            else:
+                submitted = stages.now_ns()
+                stages.add("http-read", submitted - begun)
+                timed = self._timed_handle
+                response = await loop.run_in_executor(self._workers, timed, route, request, params, submitted)
+                stages.add("handoff", stages.now_ns() - response.handled_ns)
         else:
             response = self._handle(route, request, params)
+        if stages.on and route.pooled:
+            sending = stages.now_ns()
+            await _send(send, response, close=response.status == 503)
+            stages.add("http-send", stages.now_ns() - sending)
+            return
         await _send(send, response, close=response.status == 503)
+
+    def _timed_handle(self, route: Route, request: Request, params: dict[str, str], submitted_ns: int) -> Response:
+        """``_handle`` with the stage timers: the hand-off from the event loop, the stages, the moment it ended."""
+        stages.start()
+        stages.add("handoff", stages.now_ns() - submitted_ns)
+        response = self._handle(route, request, params)
+        response.handled_ns = stages.now_ns()
+        return response
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         """The whole body, or None once it grows past the limit (a chunked body has no Content-Length)."""
@@ -113,6 +135,9 @@ class RestApp:
         if route.gated and not self._gate.enter():
             return error_response(503, SHUTTING_DOWN)
         started = time.perf_counter_ns()
+        timed = stages.on and route.pooled  # the request threads' stages (the event loop's are spans)
+        if timed:
+            stages.lap("admit")
         error: ServingError | None = None
         try:
             response = route.handler(request, params)
@@ -135,6 +160,8 @@ class RestApp:
         finally:
             if route.gated:
                 self._gate.leave()
+            if timed:
+                stages.lap("release")
         if self._metrics is not None and route.metric is not None:
             count_request(
                 self._metrics,
@@ -147,6 +174,8 @@ class RestApp:
                 failed=response.status >= 400,
                 started_ns=started,
             )
+            if timed:
+                stages.lap("metrics")
         return response
 
 

@@ -24,6 +24,7 @@ from ovmsd.api.rest.http import OCTET_STREAM, Request, Response, dump, error_res
 from ovmsd.api.rest.json_values import bytes_array, json_bytes, numeric_array
 from ovmsd.api.rest.router import MODEL, VERSION, Route, route
 from ovmsd.errors import ErrorKind, ServingError, invalid_input
+from ovmsd.observe import stages
 from ovmsd.serving.dataplane import DataPlane
 
 API = "KServe"
@@ -74,8 +75,13 @@ class KServeRest:
         document = json_object(header, "inference header")
         inputs = _decode_inputs(document.get("inputs"), binary, model)
         wanted, binary_outputs = _requested_outputs(document)
+        if stages.on:
+            stages.lap("decode")
         with self.data_plane.infer(model, version, inputs, wanted) as result:
-            return _encode(document, result.model, result.version, result.outputs, binary_outputs)
+            response = _encode(document, result.model, result.version, result.outputs, binary_outputs)
+            if stages.on:
+                stages.lap("encode")
+            return response
 
 
 def _split_body(request: Request) -> tuple[memoryview, memoryview]:

@@ -27,6 +27,7 @@ from ovmsd.api.rest.http import Request, Response, error_response, json_object, 
 from ovmsd.api.rest.json_values import bytes_array, is_bytes_value, json_bytes, numeric_array
 from ovmsd.api.rest.router import MODEL, VERSION, Route, route
 from ovmsd.errors import ErrorKind, ServingError
+from ovmsd.observe import stages
 from ovmsd.serving.dataplane import DataPlane, Reloaded
 from ovmsd.serving.signature import Signature
 
@@ -72,10 +73,15 @@ class TfServingRest:
             )
         signature = self.data_plane.metadata(model, version).signature
         inputs = _rows(body["instances"], signature, model) if rows else _columns(body["inputs"], signature, model)
+        if stages.on:
+            stages.lap("decode")
         with self.data_plane.infer(model, version, inputs) as result:
             outputs = {name: _json_tensor(array) for name, array in result.outputs.items()}
             document = _predictions(outputs, result.outputs, model) if rows else _outputs(outputs)
-            return json_response(document, served_version=str(result.version))
+            response = json_response(document, served_version=str(result.version))
+            if stages.on:
+                stages.lap("encode")
+            return response
 
     def config(self, request: Request, params: dict[str, str]) -> Response:
         return json_response(self._all_statuses())
