@@ -479,6 +479,79 @@ def resnet50_model(batch: int, seed: int = 0, classes: int = 1000) -> Any:
     return ov.Model([probs], [images], f"resnet50_b{batch}")
 
 
+def conv3_model(batch: int, seed: int = 0) -> Any:
+    """Three 3x3 convolutions (3->16, 16->32, 32->64 channels, each stride 2 with ReLU), then a global average pool.
+
+    ``x [batch,3,64,64]`` f32 (48 KiB per image) -> ``y [batch,64]``: about 2.4 M multiply-adds, a few tens of
+    microseconds of compute, so a request's cost is mostly the transport's and the server's (issue 13's workload).
+    """
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    rng = np.random.default_rng(seed)
+    x = named(ops.parameter([batch, 3, 64, 64], np.float32, name="x"), "x")
+    y, cin = x, 3
+    for cout in (16, 32, 64):
+        w = rng.standard_normal((cout, cin, 3, 3), dtype=np.float32) * np.float32(math.sqrt(2.0 / (cin * 9)))
+        y = ops.relu(ops.convolution(y, ops.constant(w), [2, 2], [1, 1], [1, 1], [1, 1]))
+        cin = cout
+    y = named(ops.reduce_mean(y, ops.constant(np.array([2, 3], dtype=np.int64)), keep_dims=False), "y")
+    return ov.Model([y], [x], f"conv3_b{batch}")
+
+
+# MobileNet v2's inverted residual stages: expansion, output channels, blocks, stride of the first block.
+MOBILENET_V2_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+                       (6, 320, 1, 1))  # fmt: skip
+
+
+def classifier_model(batch: int, seed: int = 0, classes: int = 1000) -> Any:
+    """An image classifier of EfficientNet-Lite0's size: the MobileNet v2 1.0 topology (inverted residual blocks of
+    1x1 expand, 3x3 depthwise and 1x1 project convolutions, ReLU6, batch norm folded into the weights).
+
+    ``images [batch,3,224,224]`` f32 -> ``probs [batch,classes]``: 3.5 M parameters and ~0.3 G multiply-adds per
+    image (EfficientNet-Lite0: 4.7 M and 0.4 G), a few milliseconds per image on one core. Random weights from
+    ``seed``, scaled so activations stay O(1).
+    """
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    rng = np.random.default_rng(seed)
+
+    def relu6(y: Any) -> Any:
+        return ops.clamp(y, 0.0, 6.0)
+
+    def conv(inp: Any, cin: int, cout: int, k: int, stride: int, act: bool = True, scale: float = 1.0) -> Any:
+        w = rng.standard_normal((cout, cin, k, k), dtype=np.float32) * np.float32(
+            math.sqrt(2.0 / (cin * k * k)) * scale
+        )
+        pad = k // 2
+        y = ops.convolution(inp, ops.constant(w), [stride, stride], [pad, pad], [pad, pad], [1, 1])
+        y = ops.add(y, ops.constant(rng.standard_normal((1, cout, 1, 1), dtype=np.float32) * np.float32(0.01)))
+        return relu6(y) if act else y
+
+    def depthwise(inp: Any, channels: int, stride: int) -> Any:
+        w = rng.standard_normal((channels, 1, 1, 3, 3), dtype=np.float32) * np.float32(math.sqrt(2.0 / 9))
+        y = ops.group_convolution(inp, ops.constant(w), [stride, stride], [1, 1], [1, 1], [1, 1])
+        return relu6(ops.add(y, ops.constant(np.zeros((1, channels, 1, 1), dtype=np.float32))))
+
+    images = named(ops.parameter([batch, 3, 224, 224], np.float32, name="images"), "images")
+    y, cin = conv(images, 3, 32, 3, 2), 32
+    for expansion, cout, blocks, stride in MOBILENET_V2_STAGES:
+        for i in range(blocks):
+            s = stride if i == 0 else 1
+            mid = cin * expansion
+            z = conv(y, cin, mid, 1, 1) if expansion != 1 else y
+            z = depthwise(z, mid, s)
+            z = conv(z, mid, cout, 1, 1, act=False, scale=0.5)
+            y = ops.add(z, y) if (s == 1 and cin == cout) else z
+            cin = cout
+    y = conv(y, cin, 1280, 1, 1)
+    y = ops.reduce_mean(y, ops.constant(np.array([2, 3], dtype=np.int64)), keep_dims=False)
+    w = rng.standard_normal((1280, classes), dtype=np.float32) * np.float32(math.sqrt(1.0 / 1280))
+    probs = named(ops.softmax(ops.matmul(y, ops.constant(w), False, False), 1), "probs")
+    return ov.Model([probs], [images], f"classifier_b{batch}")
+
+
 def count_parameters(model: Any) -> int:
     total = 0
     for op in model.get_ops():

@@ -53,6 +53,8 @@ Every process it starts is stopped on exit, on Ctrl-C and on failure (and gets S
 from __future__ import annotations
 
 import argparse
+import asyncio
+import base64
 import contextlib
 import json
 import math
@@ -65,7 +67,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,8 @@ from common import (
     Children,
     CpuSnapshot,
     DaemonProcess,
+    classifier_model,
+    conv3_model,
     count_parameters,
     cpu_flags,
     daemon_env,
@@ -98,6 +102,8 @@ from common import (
     write_config,
     write_json,
 )
+
+from ovmsd.options import default_grpc_workers
 
 PLUGIN_CONFIG = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": "f32"}
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "serving.json"
@@ -134,6 +140,24 @@ MAX_RSS_RATIO = 1.3
 KSERVE_GRPC_MIN_RATIO = 0.95  # of TF Serving gRPC, tiny model
 REST_BINARY_MIN_RATIO = 0.6  # of gRPC (TF Serving gRPC), tiny model
 BINARY_MIN_INPROC_RATIO = 0.9  # every binary-capable front end, resnet50_b1, 4 clients
+# Issue 13.
+CEILING_MIN_RATIO = 0.85  # conv3_b1 x4: gRPC front ends of the no-op gRPC server, REST binary of the no-op HTTP one
+CLASSIFIER_MIN_INPROC_RATIO = 0.95  # classifier_b1 x4, of in-process AsyncInferQueue(4)
+P99_MAX_OVER_P50 = 1.5  # conv3_b1 and classifier_b1, 4 clients
+
+
+FAMILIES = ("tiny", "conv3", "classifier", "resnet50")
+HEAVY_FAMILIES = ("resnet50", "classifier")  # cases of these warm up and measure HEAVY_FACTOR times longer
+
+
+def build_model(family: str, batch: int) -> Any:
+    if family == "tiny":
+        return tiny_model(batch)
+    if family == "conv3":
+        return conv3_model(batch)
+    if family == "classifier":
+        return classifier_model(batch)
+    return resnet50_model(batch, seed=0)
 
 
 @dataclass(frozen=True)
@@ -158,8 +182,12 @@ def model_specs(families: list[str], batches: list[int]) -> list[Model]:
                 specs.append(Model("tiny", b, "x", "y", (b, 4)))
             elif family == "resnet50":
                 specs.append(Model("resnet50", b, "images", "probs", (b, 3, 224, 224)))
+            elif family == "conv3":
+                specs.append(Model("conv3", b, "x", "y", (b, 3, 64, 64)))
+            elif family == "classifier":
+                specs.append(Model("classifier", b, "images", "probs", (b, 3, 224, 224)))
             else:
-                raise SystemExit(f"unknown model family {family!r} (tiny, resnet50)")
+                raise SystemExit(f"unknown model family {family!r} ({', '.join(FAMILIES)})")
     return specs
 
 
@@ -244,46 +272,60 @@ def json_loads() -> Callable[[bytes], Any]:
         return json.loads
 
 
-def make_caller(front_end: str, cmd: dict[str, Any], data: np.ndarray) -> tuple[Callable[[], np.ndarray], Any]:
-    """A function that sends one request the way ``front_end`` does and returns the output decoded to numpy, and
-    the connection to close. The request (message or body) is built once; every answer is decoded in full."""
-    model, input_name, output_name = cmd["model"], cmd["input"], cmd["output"]
-    if front_end in ("tfs-grpc", "kserve-grpc"):
-        import grpc
+GRPC_FRONT_ENDS = ("tfs-grpc", "kserve-grpc")
+PREDICT_PATH = "/tensorflow.serving.PredictionService/Predict"
+MODEL_INFER_PATH = "/inference.GRPCInferenceService/ModelInfer"
+ANSWER_HEADERS = ("content-type", "inference-header-content-length")  # what the no-op server repeats
 
-        channel = grpc.insecure_channel(cmd["address"], options=GRPC_OPTIONS)
-        if front_end == "tfs-grpc":
-            from ovmsd.api.grpc.proto import predict_pb2, prediction_service_pb2_grpc
-            from ovmsd.api.grpc.tensors import numpy_to_tensor, tensor_to_numpy
 
-            predict = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict
-            request = predict_pb2.PredictRequest()
-            request.model_spec.name = model
-            numpy_to_tensor(data, request.inputs[input_name])
+@dataclass(frozen=True)
+class Wire:
+    """One front end's request for one model, built once, and how its answer decodes to numpy."""
 
-            def call() -> np.ndarray:
-                return tensor_to_numpy(predict(request, timeout=PREDICT_TIMEOUT_S).outputs[output_name])
+    front_end: str
+    path: str  # the gRPC method or the HTTP path on the daemon
+    decode: Callable[..., np.ndarray]  # gRPC: (response message); HTTP: (headers, body)
+    message: Any = None  # gRPC: the request message
+    response_type: Any = None  # gRPC: the response message class
+    body: bytes = b""  # HTTP: the request body
+    headers: dict[str, str] = field(default_factory=dict)  # HTTP: the request headers
 
-            return call, channel
-        from ovmsd.api.grpc.proto import kserve_predict_v2_pb2, kserve_predict_v2_pb2_grpc
+    @property
+    def is_grpc(self) -> bool:
+        return self.front_end in GRPC_FRONT_ENDS
 
-        infer = kserve_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer
+
+def noop_path(front_end: str, model: str) -> str:
+    """Where the no-op server answers what the daemon answers ``front_end``'s request for ``model``."""
+    return f"/noop.{front_end}/{model}"
+
+
+def wire_of(front_end: str, model: str, input_name: str, output_name: str, data: np.ndarray) -> Wire:
+    if front_end == "tfs-grpc":
+        from ovmsd.api.grpc.proto import predict_pb2
+        from ovmsd.api.grpc.tensors import numpy_to_tensor, tensor_to_numpy
+
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = model
+        numpy_to_tensor(data, request.inputs[input_name])
+        return Wire(front_end, PREDICT_PATH, lambda response: tensor_to_numpy(response.outputs[output_name]),
+                    message=request, response_type=predict_pb2.PredictResponse)  # fmt: skip
+    if front_end == "kserve-grpc":
+        from ovmsd.api.grpc.proto import kserve_predict_v2_pb2
+
         request = kserve_predict_v2_pb2.ModelInferRequest(model_name=model)
         tensor = request.inputs.add()
         tensor.name, tensor.datatype = input_name, "FP32"
         tensor.shape.extend(data.shape)
         request.raw_input_contents.append(data.tobytes())
 
-        def call() -> np.ndarray:
-            response = infer(request, timeout=PREDICT_TIMEOUT_S)
+        def infer_output(response: Any) -> np.ndarray:
             out = response.outputs[0]
             return np.frombuffer(response.raw_output_contents[0], dtype=np.float32).reshape(tuple(out.shape))
 
-        return call, channel
-
-    host, _, port = cmd["rest_address"].rpartition(":")
+        return Wire(front_end, MODEL_INFER_PATH, infer_output, message=request,
+                    response_type=kserve_predict_v2_pb2.ModelInferResponse)  # fmt: skip
     loads = json_loads()
-    kind = cmd.get("http_client", "http.client")
     if front_end == "kserve-rest-binary":
         raw = data.tobytes()
         header = json.dumps({
@@ -292,36 +334,100 @@ def make_caller(front_end: str, cmd: dict[str, Any], data: np.ndarray) -> tuple[
             "outputs": [{"name": output_name, "parameters": {"binary_data": True}}],
         }).encode()  # fmt: skip
         headers = {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))}
-        http = HttpClient(kind, host, int(port), f"/v2/models/{model}/infer", header + raw, headers)
 
-        def call() -> np.ndarray:
-            headers, body = http.post()
+        def binary_output(headers: dict[str, str], body: bytes) -> np.ndarray:
             split = int(headers["inference-header-content-length"])
             out = loads(body[:split])["outputs"][0]
             return np.frombuffer(body, dtype=np.float32, offset=split).reshape(out["shape"])
 
-        return call, http
+        return Wire(front_end, f"/v2/models/{model}/infer", binary_output, body=header + raw, headers=headers)
     if front_end == "kserve-rest-json":
         body = json.dumps({
             "inputs": [{"name": input_name, "shape": list(data.shape), "datatype": "FP32",
                         "data": data.reshape(-1).tolist()}],
         }).encode()  # fmt: skip
-        http = HttpClient(kind, host, int(port), f"/v2/models/{model}/infer", body, JSON_HEADERS)
 
-        def call() -> np.ndarray:
-            out = loads(http.post()[1])["outputs"][0]
+        def json_output(headers: dict[str, str], body: bytes) -> np.ndarray:
+            out = loads(body)["outputs"][0]
             return np.asarray(out["data"], dtype=np.float32).reshape(out["shape"])
 
-        return call, http
+        return Wire(front_end, f"/v2/models/{model}/infer", json_output, body=body, headers=JSON_HEADERS)
     if front_end == "tfs-rest":
         body = json.dumps({"instances": data.tolist()}).encode()
-        http = HttpClient(kind, host, int(port), f"/v1/models/{model}:predict", body, JSON_HEADERS)
+
+        def rows_output(headers: dict[str, str], body: bytes) -> np.ndarray:
+            return np.asarray(loads(body)["predictions"], dtype=np.float32)
+
+        return Wire(front_end, f"/v1/models/{model}:predict", rows_output, body=body, headers=JSON_HEADERS)
+    raise SystemExit(f"unknown front end {front_end!r} ({', '.join(FRONT_ENDS)})")
+
+
+def grpc_channel(address: str) -> Any:
+    import grpc
+
+    return grpc.insecure_channel(address, options=GRPC_OPTIONS)
+
+
+def make_caller(wire: Wire, cmd: dict[str, Any], channel: Any = None) -> tuple[Callable[[], np.ndarray], Any]:
+    """A function that sends ``wire``'s request (to the daemon, or with ``cmd["target"] == "noop"`` to the no-op
+    server) and returns the answer decoded to numpy, and the connection to close (None for a shared channel)."""
+    noop = cmd.get("target") == "noop"
+    model = cmd["model"]
+    path = noop_path(wire.front_end, model) if noop else wire.path
+    if wire.is_grpc:
+        own = channel is None
+        if own:
+            channel = grpc_channel(cmd["noop_address" if noop else "address"])
+        method = channel.unary_unary(
+            path,
+            request_serializer=type(wire.message).SerializeToString,
+            response_deserializer=wire.response_type.FromString,
+        )
+        message, decode = wire.message, wire.decode
 
         def call() -> np.ndarray:
-            return np.asarray(loads(http.post()[1])["predictions"], dtype=np.float32)
+            return decode(method(message, timeout=PREDICT_TIMEOUT_S))
 
-        return call, http
-    raise SystemExit(f"unknown front end {front_end!r} ({', '.join(FRONT_ENDS)})")
+        return call, channel if own else None
+    host, _, port = cmd["noop_rest_address" if noop else "rest_address"].rpartition(":")
+    http = HttpClient(cmd.get("http_client", "http.client"), host, int(port), path, wire.body, wire.headers)
+    decode_http = wire.decode
+
+    def call_http() -> np.ndarray:
+        return decode_http(*http.post())
+
+    return call_http, http
+
+
+def capture_answers(cmd: dict[str, Any]) -> dict[str, Any]:
+    """``op: capture``: the daemon's answer (its raw bytes) to every front end's request for every model, for the
+    no-op server to repeat."""
+    grpc_answers: dict[str, str] = {}
+    http_answers: dict[str, Any] = {}
+    channel = grpc_channel(cmd["address"])
+    try:
+        for m in cmd["models"]:
+            data = input_data(tuple(m["shape"]))
+            for front_end in cmd["front_ends"]:
+                wire = wire_of(front_end, m["model"], m["input"], m["output"], data)
+                key = noop_path(front_end, m["model"])
+                if wire.is_grpc:
+                    raw = channel.unary_unary(wire.path, request_serializer=type(wire.message).SerializeToString)(
+                        wire.message, timeout=PREDICT_TIMEOUT_S
+                    )
+                    grpc_answers[key] = base64.b64encode(raw).decode()
+                    continue
+                host, _, port = cmd["rest_address"].rpartition(":")
+                http = HttpClient("raw", host, int(port), wire.path, wire.body, wire.headers)
+                try:
+                    headers, body = http.post()
+                finally:
+                    http.close()
+                http_answers[key] = {"headers": [[k, headers[k]] for k in ANSWER_HEADERS if k in headers],
+                                     "body": base64.b64encode(body).decode()}  # fmt: skip
+    finally:
+        channel.close()
+    return {"grpc": grpc_answers, "http": http_answers}
 
 
 def run_clients(cmd: dict[str, Any]) -> dict[str, Any]:
@@ -330,12 +436,18 @@ def run_clients(cmd: dict[str, Any]) -> dict[str, Any]:
     clients = int(cmd["clients"])
     front_end = cmd.get("front_end", "tfs-grpc")
     data = input_data(tuple(cmd["shape"]))
+    wire = wire_of(front_end, cmd["model"], cmd["input"], cmd["output"], data)
     callers, connections = [], []
     try:
+        shared = None
+        if wire.is_grpc and cmd.get("shared_channel"):  # one channel (one TCP connection) for every thread
+            shared = grpc_channel(cmd["noop_address" if cmd.get("target") == "noop" else "address"])
+            connections.append(shared)
         for _ in range(clients):
-            call, connection = make_caller(front_end, cmd, data)
+            call, connection = make_caller(wire, cmd, shared)
             callers.append(call)
-            connections.append(connection)
+            if connection is not None:
+                connections.append(connection)
         expected = None if cmd.get("expect") is None else np.asarray(cmd["expect"], dtype=np.float32)
         for call in callers:  # connect and check the answer before timing anything
             out = call()
@@ -403,7 +515,7 @@ def client_worker() -> int:
         if cmd.get("op") == "quit":
             break
         try:
-            result = run_clients(cmd)
+            result = capture_answers(cmd) if cmd.get("op") == "capture" else run_clients(cmd)
         except Exception as exc:
             result = {"fatal": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
         sys.stdout.write(json.dumps(result) + "\n")
@@ -435,7 +547,7 @@ class ClientProcess:
         result = json.loads(line)
         if "fatal" in result:
             raise RuntimeError(f"client process failed: {result['fatal']}\n{result.get('traceback', '')}")
-        if result["failed"]:
+        if result.get("failed"):
             print(f"warning: {result['failed']} failed requests during {cmd.get('front_end', 'tfs-grpc')} "
                   f"{cmd['model']} x{cmd['clients']}: {result['errors']}", file=sys.stderr, flush=True)  # fmt: skip
         return result
@@ -449,6 +561,217 @@ class ClientProcess:
             self.process.wait(timeout=10)
         self.children.stop(self.process)
         self._log.close()
+
+
+# -- the no-op servers: the transports' ceiling -----------------------------------------------------------------
+
+
+def noop_worker(answers_path: str, grpc_port: int, http_port: int, workers: int) -> int:
+    """``--worker noop``: a gRPC server and an HTTP server that do no work, the ceiling of each transport.
+
+    gRPC: grpcio's sync server with a generic handler (the request's bytes in, not parsed; the daemon's captured
+    answer out as bytes), on ``ThreadPoolExecutor(workers)`` as the daemon's server has ``workers`` threads. HTTP:
+    uvicorn with httptools and uvloop, the daemon's REST stack, with an ASGI app that reads the whole body and sends
+    the captured answer on the event loop. Prints ``ready`` once both listen.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+    import uvicorn
+
+    answers = json.loads(Path(answers_path).read_text())
+
+    def fixed(answer: bytes) -> Callable[[bytes, Any], bytes]:
+        def behavior(request: bytes, context: Any) -> bytes:
+            return answer
+
+        return behavior
+
+    handlers = {path: grpc.unary_unary_rpc_method_handler(fixed(base64.b64decode(raw)))
+                for path, raw in answers["grpc"].items()}  # fmt: skip
+
+    class Fixed(grpc.GenericRpcHandler):
+        def service(self, details: Any) -> Any:
+            return handlers.get(details.method)
+
+    server = grpc.server(ThreadPoolExecutor(workers), options=GRPC_OPTIONS[1:], handlers=[Fixed()])
+    server.add_insecure_port(f"127.0.0.1:{grpc_port}")
+    server.start()
+
+    http_answers = {
+        path: ([(b"content-length", str(len(body := base64.b64decode(a["body"]))).encode())]
+               + [(k.encode(), v.encode()) for k, v in a["headers"]], body)
+        for path, a in answers["http"].items()
+    }  # fmt: skip
+    missing = ([(b"content-length", b"0")], b"")
+
+    async def app(scope: dict[str, Any], receive: Callable[[], Any], send: Callable[[dict[str, Any]], Any]) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        headers, body = http_answers.get(scope["path"], missing)
+        await send({"type": "http.response.start", "status": 200 if body else 404, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=http_port, loop="uvloop", http="httptools", ws="none",
+                            lifespan="off", access_log=False, log_level="warning", server_header=False,
+                            timeout_keep_alive=75)  # fmt: skip
+    http_server = uvicorn.Server(config)
+
+    async def serve() -> None:
+        task = asyncio.ensure_future(http_server.serve())
+        while not http_server.started:
+            await asyncio.sleep(0.05)
+        print("ready", flush=True)
+        await task
+
+    import uvloop
+
+    uvloop.run(serve())
+    server.stop(0)
+    return 0
+
+
+class NoopServer:
+    """The no-op servers' process, answering what the daemon answered (``capture_answers``)."""
+
+    def __init__(self, children: Children, answers: dict[str, Any], tmp: Path, workers: int) -> None:
+        path = tmp / "noop-answers.json"
+        path.write_text(json.dumps(answers))
+        self.grpc_port, self.http_port = free_port(), free_port()
+        self.address, self.rest_address = f"127.0.0.1:{self.grpc_port}", f"127.0.0.1:{self.http_port}"
+        self.children = children
+        self._log = (tmp / "noop.log").open("wb")
+        self.process = children.popen(
+            "noop-server",
+            [sys.executable, str(Path(__file__).resolve()), "--worker", "noop", "--answers", str(path),
+             "--noop-grpc-port", str(self.grpc_port), "--noop-http-port", str(self.http_port),
+             "--noop-workers", str(workers)],
+            stdout=subprocess.PIPE, stderr=self._log, text=True,
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        if self.process.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the no-op server did not start:\n{(tmp / 'noop.log').read_text()[-3000:]}")
+        self.pid = self.process.pid
+
+    def stop(self) -> None:
+        self.children.stop(self.process)
+        self._log.close()
+
+
+# -- stage breakdown ------------------------------------------------------------------------------------------------
+
+STAGE_ORDER = (
+    "http-read",
+    "handoff",
+    "parse",
+    "admit",
+    "decode",
+    "lookup",
+    "plan",
+    "wait",
+    "copy",
+    "infer",
+    "encode",
+    "release",
+    "metrics",
+    "respond",
+    "serialize",
+    "http-send",
+)  # fmt: skip (ovmsd.observe.stages.STAGES; the benchmark does not import the daemon's serving code)
+FIRST_STAGE = {"grpc": "parse", "http": "http-read"}  # counted once per request
+
+
+def scrape_stages(rest_address: str) -> dict[str, tuple[float, float]]:
+    """The daemon's ``ovmsctl_request_stage_{seconds,count}_total`` counters: stage -> (seconds, count)."""
+    import http.client
+
+    host, _, port = rest_address.rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    found: dict[str, list[float]] = {}
+    for line in text.splitlines():
+        for index, family in enumerate(("ovmsctl_request_stage_seconds_total", "ovmsctl_request_stage_count_total")):
+            if line.startswith(family + "{"):
+                stage = line.split('stage="', 1)[1].split('"', 1)[0]
+                found.setdefault(stage, [0.0, 0.0])[index] = float(line.rsplit(" ", 1)[1])
+    return {stage: (v[0], v[1]) for stage, v in found.items()}
+
+
+def measure_stages(
+    children: Children,
+    clients_proc: ClientProcess,
+    models: list[Model],
+    config: Path,
+    tmp: Path,
+    front_ends: list[str],
+    clients: int,
+    warmup: float,
+    duration: float,
+    daemon_args: list[str],
+    env: dict[str, str] | None,
+    case_args: Callable[[Model], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """A daemon with ``--stage-timers`` (and metrics on, which export them), each front end once per model: the
+    time per request in each stage of the request path, from the counters' growth over the window."""
+    rest_port = free_port()
+    args = ["--stage-timers", "--metrics-enable", "--rest-port", str(rest_port), "--rest-bind-address", "127.0.0.1"]
+    daemon = DaemonProcess(children, config, tmp / "daemon-stages.log", [*args, *daemon_args], label="stages", env=env)
+    rest_address = f"127.0.0.1:{rest_port}"
+    rows = []
+    try:
+        daemon.wait_available([m.name for m in models])
+        for m in models:
+            for fe in front_ends:
+                common = dict(address=daemon.address, rest_address=rest_address, front_end=fe, daemon_pid=daemon.pid,
+                              clients=clients, **case_args(m))  # fmt: skip
+                clients_proc.run(**common, warmup=0.0, duration=max(0.5, warmup))
+                before = scrape_stages(rest_address)
+                raw = clients_proc.run(**common, warmup=0.0, duration=duration)
+                after = scrape_stages(rest_address)
+                transport = "grpc" if fe in GRPC_FRONT_ENDS else "http"
+                first = FIRST_STAGE[transport]
+                requests = after.get(first, (0, 0))[1] - before.get(first, (0, 0))[1]
+                per_request = {
+                    stage: (after[stage][0] - before.get(stage, (0.0, 0.0))[0]) * 1e6 / requests
+                    for stage in after
+                    if requests and after[stage][0] > before.get(stage, (0.0, 0.0))[0]
+                }
+                rows.append({
+                    "model": m.name, "front_end": fe, "clients": clients, "requests": requests,
+                    "req_s": raw["work"] / raw["window_s"], "stages_us": per_request,
+                    "stages_sum_us": sum(per_request.values()),
+                    "latency_mean_us": raw["latency"].get("mean_ms", math.nan) * 1e3,
+                    "daemon_cpu_us_per_req": raw["cpu"].get("daemon_cpu_s", math.nan) * 1e6 / max(1.0, raw["work"]),
+                })  # fmt: skip
+                print(f"  stages {m.name} {fe}: {rows[-1]['req_s']:.0f} req/s, "
+                      f"{rows[-1]['stages_sum_us']:.0f} us/request in the stages", flush=True)  # fmt: skip
+    finally:
+        daemon.stop()
+    return rows
+
+
+def print_stages(rows: list[dict[str, Any]], markdown: bool = False) -> None:
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == model]
+        seen = [s for s in STAGE_ORDER if any(s in r["stages_us"] for r in mine)]
+        table = [[stage, *(fmt(r["stages_us"].get(stage, math.nan), 1) for r in mine)] for stage in seen]
+        table.append(["sum of the stages", *(fmt(r["stages_sum_us"], 1) for r in mine)])
+        table.append(["client latency (mean)", *(fmt(r["latency_mean_us"], 1) for r in mine)])
+        table.append(["daemon CPU per request", *(fmt(r["daemon_cpu_us_per_req"], 1) for r in mine)])
+        table.append(["req/s (timers on)", *(fmt(r["req_s"], 0) for r in mine)])
+        print_table(
+            ["stage (us per request)", *(r["front_end"] for r in mine)],
+            table,
+            markdown=markdown,
+            title=f"Stage breakdown: {model}, {mine[0]['clients']} clients (--stage-timers; a stage's wall time on "
+            "the request's thread, so waits for the GIL count where they happen)",
+        )
 
 
 # -- memory probe process -------------------------------------------------------------------------------------------
@@ -573,7 +896,7 @@ def row_of(
 
     return {
         "side": side,
-        "front_end": front_end if side == "daemon" else "in-process",
+        "front_end": front_end if side != "in-process" else "in-process",
         "repeat": repeat,
         "model": model.name,
         "family": model.family,
@@ -642,13 +965,16 @@ def summarize_front_ends(
             inproc = {r["repeat"]: r for r in case if r["side"] == "in-process"}
             daemon = [r for r in case if r["side"] == "daemon"]
             tfs = {r["repeat"]: r for r in daemon if r.get("front_end", "tfs-grpc") == "tfs-grpc"}
-            for fe in [*front_ends, "in-process"]:
+            for fe in [*front_ends, *(f"noop:{f}" for f in front_ends), "in-process"]:
                 if fe == "in-process":
                     mine = list(inproc.values())
+                elif fe.startswith("noop:"):
+                    mine = [r for r in case if r["side"] == "noop" and r["front_end"] == fe]
                 else:
                     mine = [r for r in daemon if r.get("front_end", "tfs-grpc") == fe]
                 if not mine:
                     continue
+                ceiling = {r["repeat"]: r for r in case if r["side"] == "noop" and r["front_end"] == f"noop:{fe}"}
                 out.append({
                     "model": m.name, "family": m.family, "batch": m.batch, "clients": c, "front_end": fe,
                     "repeats": len(mine),
@@ -664,6 +990,11 @@ def summarize_front_ends(
                                           if r["repeat"] in tfs),
                     "vs_tfs_grpc_runs": [ratio(r["req_s"], tfs[r["repeat"]]["req_s"]) for r in mine
                                          if r["repeat"] in tfs],
+                    "vs_ceiling": median(ratio(r["req_s"], ceiling[r["repeat"]]["req_s"]) for r in mine
+                                         if r["repeat"] in ceiling),
+                    "vs_ceiling_runs": [ratio(r["req_s"], ceiling[r["repeat"]]["req_s"]) for r in mine
+                                        if r["repeat"] in ceiling],
+                    "p99_over_p50": median(ratio(r["p99_ms"], r["p50_ms"]) for r in mine),
                     "failed": sum(r.get("failed", 0) for r in mine),
                     "errors": sorted({e for r in mine for e in r.get("errors", [])})[:5],
                     "other_busy_cores": median(r["cpu"].get("other_busy_cores", math.nan) for r in mine),
@@ -701,6 +1032,39 @@ def evaluate_front_end_targets(front: list[dict[str, Any]]) -> list[dict[str, An
                 "measured": s["vs_in_process"], "unit": "ratio", "runs": runs(s, "vs_in_process_runs"),
                 "status": verdict(s["vs_in_process"], BINARY_MIN_INPROC_RATIO),
             })  # fmt: skip
+    return targets
+
+
+def evaluate_request_path_targets(front: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Issue 13's targets, client included: on conv3_b1 with 4 clients (one shared channel), the gRPC front ends
+    and REST binary against the no-op server of their transport; classifier_b1 with 4 clients against in-process
+    OpenVINO; p99 within P99_MAX_OVER_P50 of p50 at 4 clients on both."""
+
+    def verdict(value: float | None, ok: bool) -> str:
+        return "N/A" if value is None or math.isnan(value) else ("PASS" if ok else "MISS")
+
+    def runs(values: list[float]) -> str:
+        return ", ".join(fmt(v, 2) for v in values)
+
+    targets = []
+    for s in front:
+        if s["batch"] != 1 or s["clients"] != 4 or s["front_end"] not in BINARY_FRONT_ENDS:
+            continue
+        case = f"{s['model']} x4: {s['front_end']}"
+        if s["family"] == "conv3":
+            transport = "gRPC" if s["front_end"] in GRPC_FRONT_ENDS else "HTTP"
+            targets.append({"target": f"{case} >= {CEILING_MIN_RATIO} of the no-op {transport} server",
+                            "measured": s["vs_ceiling"], "runs": runs(s["vs_ceiling_runs"]),
+                            "status": verdict(s["vs_ceiling"], s["vs_ceiling"] >= CEILING_MIN_RATIO)})  # fmt: skip
+        if s["family"] == "classifier":
+            targets.append({"target": f"{case} >= {CLASSIFIER_MIN_INPROC_RATIO} of in-process AsyncInferQueue(4)",
+                            "measured": s["vs_in_process"], "runs": runs(s["vs_in_process_runs"]),
+                            "status": verdict(s["vs_in_process"],
+                                              s["vs_in_process"] >= CLASSIFIER_MIN_INPROC_RATIO)})  # fmt: skip
+        if s["family"] in ("conv3", "classifier"):
+            targets.append({"target": f"{case}: p99 <= {P99_MAX_OVER_P50}x p50", "measured": s["p99_over_p50"],
+                            "runs": f"p50 {fmt(s['p50_ms'], 2)} ms, p99 {fmt(s['p99_ms'], 2)} ms",
+                            "status": verdict(s["p99_over_p50"], s["p99_over_p50"] <= P99_MAX_OVER_P50)})  # fmt: skip
     return targets
 
 
@@ -832,21 +1196,25 @@ def print_front_ends(front: list[dict[str, Any]], markdown: bool = False) -> Non
     rows = []
     for s in front:
         inproc = s["front_end"] == "in-process"
+        noop = s["front_end"].startswith("noop:")
         rows.append([
             s["model"], s["batch"], s["clients"], s["front_end"], fmt(s["req_s"]), fmt(s["img_s"]),
             fmt(s["p50_ms"], 2), fmt(s["p99_ms"], 2),
             fmt(s["inproc_cpu_ms_per_req"] if inproc else s["daemon_cpu_ms_per_req"], 3),
             "-" if inproc else fmt(s["client_cpu_ms_per_req"], 3),
-            "-" if inproc else fmt(s["vs_tfs_grpc"], 2), "-" if inproc else fmt(s["vs_in_process"], 2),
+            "-" if inproc or noop else fmt(s["vs_tfs_grpc"], 2),
+            "-" if inproc or noop else fmt(s.get("vs_ceiling", math.nan), 2),
+            "-" if inproc else fmt(s["vs_in_process"], 2),
             "-" if inproc else s["failed"], f"{s['noisy_runs']}/{s['repeats']}",
         ])  # fmt: skip
     print_table(
         ["model", "batch", "clients", "front end", "req/s", "img/s", "p50 ms", "p99 ms", "server CPU ms/req",
-         "client CPU ms/req", "/ TFS gRPC", "/ in-process", "failed", "noisy"],
+         "client CPU ms/req", "/ TFS gRPC", "/ no-op", "/ in-process", "failed", "noisy"],
         rows,
         markdown=markdown,
         title=f"Front ends (medians of {front[0]['repeats'] if front else 0} repeats; ratios: medians of per-repeat "
-        "ratios; server CPU: the daemon's, or in-process OpenVINO's; client included in every figure)",
+        "ratios; noop:X: the no-op server answering X's request with the daemon's answer; server CPU: the daemon's, "
+        "the no-op server's, or in-process OpenVINO's; client included in every figure)",
     )  # fmt: skip
 
 
@@ -857,6 +1225,8 @@ def print_results(
     markdown: bool = False,
     front: list[dict[str, Any]] | None = None,
     front_targets: list[dict[str, Any]] | None = None,
+    path_targets: list[dict[str, Any]] | None = None,
+    stage_rows: list[dict[str, Any]] | None = None,
 ) -> None:
     rows = []
     for s in summary:
@@ -924,6 +1294,15 @@ def print_results(
             markdown=markdown,
             title="Front-end targets",
         )
+    if stage_rows:
+        print_stages(stage_rows, markdown=markdown)
+    if path_targets:
+        print_table(
+            ["target (issue 13)", "measured", "runs", "status"],
+            [[t["target"], fmt(t["measured"], 2), t["runs"], t["status"]] for t in path_targets],
+            markdown=markdown,
+            title="Request-path targets",
+        )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -935,7 +1314,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--json", type=Path, default=DEFAULT_JSON, help="results file (default benchmarks/results/serving.json)"
     )
-    p.add_argument("--models", default="tiny,resnet50", help="model families (default tiny,resnet50)")
+    p.add_argument("--models", default="tiny,resnet50",
+                   help=f"model families: {', '.join(FAMILIES)} (default tiny,resnet50)")  # fmt: skip
     p.add_argument("--batches", default="1,8", help="batch sizes (default 1,8)")
     p.add_argument("--clients", default="1,4", help="concurrent clients per case (default 1,4)")
     p.add_argument("--front-ends", default=",".join(FRONT_ENDS),
@@ -954,7 +1334,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--report", type=Path, metavar="JSON", help="print the tables of an earlier results file; run nothing"
     )
     p.add_argument("--markdown", action="store_true", help="print tables as GitHub markdown")
-    p.add_argument("--worker", choices=["client", "memory"], help=argparse.SUPPRESS)
+    p.add_argument("--no-ceilings", dest="ceilings", action="store_false",
+                   help="skip the no-op servers (the transports' ceilings)")  # fmt: skip
+    p.add_argument("--channels", choices=["auto", "shared", "own"], default="auto",
+                   help="gRPC clients: one channel shared by every client thread, or one each (default auto: shared "
+                   "for conv3, issue 13's workload, one each for the others)")  # fmt: skip
+    p.add_argument("--stages", action="store_true",
+                   help="also run a daemon with --stage-timers and print where a request's time goes")  # fmt: skip
+    p.add_argument("--worker", choices=["client", "memory", "noop"], help=argparse.SUPPRESS)
+    p.add_argument("--answers", help=argparse.SUPPRESS)
+    p.add_argument("--noop-grpc-port", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--noop-http-port", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--noop-workers", type=int, default=4, help=argparse.SUPPRESS)
     p.add_argument("--model-path", help=argparse.SUPPRESS)
     p.add_argument("--rounds", type=int, default=3, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -970,10 +1361,13 @@ def main(argv: list[str] | None = None) -> int:
         return client_worker()
     if args.worker == "memory":
         return memory_worker(args.model_path, args.rounds)
+    if args.worker == "noop":
+        return noop_worker(args.answers, args.noop_grpc_port, args.noop_http_port, args.noop_workers)
     if args.report is not None:
         saved = json.loads(args.report.read_text())
         print_results(saved["medians"], saved.get("memory"), saved["targets"], markdown=args.markdown,
-                      front=saved.get("front_ends"), front_targets=saved.get("front_end_targets"))  # fmt: skip
+                      front=saved.get("front_ends"), front_targets=saved.get("front_end_targets"),
+                      path_targets=saved.get("request_path_targets"), stage_rows=saved.get("stages"))  # fmt: skip
         return 0
 
     families = [f.strip() for f in args.models.split(",") if f.strip()]
@@ -997,7 +1391,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"plan: {len(models)} models x clients {clients_list} x ({', '.join(front_ends)}, in-process), "
         f"{args.repeats} repeats, "
-        f"warm-up {args.warmup:g} s + {args.duration:g} s each (x{HEAVY_FACTOR} for resnet50); "
+        f"warm-up {args.warmup:g} s + {args.duration:g} s each (x{HEAVY_FACTOR} for {', '.join(HEAVY_FAMILIES)}); "
         f"plugin_config {PLUGIN_CONFIG}; "
         f"daemon args {args.daemon_arg or 'default'}, nireq {args.nireq or 'default'}",
         flush=True,
@@ -1009,7 +1403,8 @@ def main(argv: list[str] | None = None) -> int:
         "args": {
             k: (str(v) if isinstance(v, Path) else v)
             for k, v in vars(args).items()
-            if k not in ("worker", "model_path", "rounds")
+            if k
+            not in ("worker", "model_path", "rounds", "answers", "noop_grpc_port", "noop_http_port", "noop_workers")
         },
         "git": git_state(),
         "daemon": daemon_source,
@@ -1031,6 +1426,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     rows: list[dict[str, Any]] = results["runs"]
     memory = None
+    stage_rows: list[dict[str, Any]] = []
     rest_port = free_port() if rest else None
     try:
         with contextlib.ExitStack() as stack:
@@ -1044,7 +1440,7 @@ def main(argv: list[str] | None = None) -> int:
             model_info = {}
             for m in models:
                 t = time.perf_counter()
-                ov_model = tiny_model(m.batch) if m.family == "tiny" else resnet50_model(m.batch, seed=0)
+                ov_model = build_model(m.family, m.batch)
                 path = save_ir(ov_model, tmp / "models" / m.name, 1)
                 built.append(Model(m.family, m.batch, m.input, m.output, m.shape, str(path)))
                 model_info[m.name] = {
@@ -1077,17 +1473,28 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)  # fmt: skip
             results["setup"]["daemon_rss_all_models_kib"] = proc_status_kib(daemon.pid, "VmRSS")["VmRSS"]
 
-            # What every front end must answer: 2x for tiny, in-process OpenVINO's output for ResNet-50.
+            # What every front end must answer: 2x for tiny, in-process OpenVINO's output for the others.
             expect = {m.name: None if m.family == "tiny" else
                       np.asarray(inproc[m.name].compiled(inproc[m.name].data)[0]).reshape(-1).tolist()
                       for m in models}  # fmt: skip
 
-            def daemon_case(m: Model, c: int, warmup: float, duration: float, fe: str = "tfs-grpc") -> dict[str, Any]:
-                return clients_proc.run(
-                    address=daemon.address, rest_address=rest_address, front_end=fe, http_client=args.http_client,
-                    daemon_pid=daemon.pid, model=m.name, input=m.input, output=m.output,
-                    shape=list(m.shape), clients=c, warmup=warmup, duration=duration,
+            def case_args(m: Model) -> dict[str, Any]:
+                return dict(
+                    model=m.name, input=m.input, output=m.output, shape=list(m.shape), http_client=args.http_client,
                     check_scale=2.0 if m.family == "tiny" else None, expect=expect[m.name],
+                    shared_channel=args.channels == "shared" or (args.channels == "auto" and m.family == "conv3"),
+                )  # fmt: skip
+
+            noop: NoopServer | None = None
+
+            def daemon_case(
+                m: Model, c: int, warmup: float, duration: float, fe: str = "tfs-grpc", target: str = "daemon"
+            ) -> dict[str, Any]:
+                pid = noop.pid if target == "noop" and noop is not None else daemon.pid
+                return clients_proc.run(
+                    address=daemon.address, rest_address=rest_address, front_end=fe, daemon_pid=pid, target=target,
+                    noop_address=noop.address if noop else None, noop_rest_address=noop.rest_address if noop else None,
+                    clients=c, warmup=warmup, duration=duration, **case_args(m),
                 )  # fmt: skip
 
             # Prime: first inferences on every infer request / stream, outside any measurement.
@@ -1097,20 +1504,39 @@ def main(argv: list[str] | None = None) -> int:
                 inproc[m.name].prime([c for c in clients_list if c > 1])
             watch = {"self": os.getpid(), "daemon": daemon.pid}
 
+            # The ceilings: a no-op server answering every model's requests with the daemon's answers.
+            if args.ceilings:
+                answers = clients_proc.run(op="capture", address=daemon.address, rest_address=rest_address,
+                                           front_ends=front_ends, models=[case_args(m) for m in models])  # fmt: skip
+                noop = NoopServer(children, answers, tmp, default_grpc_workers())
+                for m in models:
+                    for fe in front_ends:
+                        daemon_case(m, max(clients_list), 0.0, 0.5, fe, "noop")
+                results["setup"]["noop"] = {
+                    "grpc": f"grpcio sync server, generic handler (request bytes not parsed, the daemon's answer as "
+                    f"bytes), ThreadPoolExecutor({default_grpc_workers()}) like the daemon's --grpc-workers",
+                    "http": "uvicorn (httptools, uvloop), an ASGI app that reads the body and sends the daemon's "
+                    "answer on the event loop",
+                }  # fmt: skip
+
             total = args.repeats * len(models) * len(clients_list)
             done = 0
             for r in range(args.repeats):
                 for m in models:
                     for c in clients_list:
-                        secs = args.duration * (HEAVY_FACTOR if m.family == "resnet50" else 1)
-                        warm = args.warmup * (HEAVY_FACTOR if m.family == "resnet50" else 1)
+                        secs = args.duration * (HEAVY_FACTOR if m.family in HEAVY_FAMILIES else 1)
+                        warm = args.warmup * (HEAVY_FACTOR if m.family in HEAVY_FAMILIES else 1)
                         # Interleaved, the order rotated every repeat (no front end always runs first or last).
-                        sides = [*front_ends, "in-process"]
+                        ceilings = [f"noop:{fe}" for fe in front_ends] if noop else []
+                        sides = [*front_ends, *ceilings, "in-process"]
                         shift = r % len(sides)
                         case: dict[str, dict[str, Any]] = {}
                         for side in sides[shift:] + sides[:shift]:
                             if side == "in-process":
                                 row = row_of("in-process", r, m, c, inproc[m.name].run(c, warm, secs, watch))
+                            elif side.startswith("noop:"):
+                                raw = daemon_case(m, c, warm, secs, side[len("noop:") :], "noop")
+                                row = row_of("noop", r, m, c, raw, side)
                             else:
                                 row = row_of("daemon", r, m, c, daemon_case(m, c, warm, secs, side), side)
                             case[side] = row
@@ -1118,10 +1544,12 @@ def main(argv: list[str] | None = None) -> int:
                         done += 1
                         p = case["in-process"]
                         figures = " ".join(
-                            f"{fe} {case[fe]['req_s']:.1f} ({ratio(case[fe]['req_s'], p['req_s']):.2f})"
+                            f"{fe} {case[fe]['req_s']:.1f} ({ratio(case[fe]['req_s'], p['req_s']):.2f}"
+                            + (f", {ratio(case[fe]['req_s'], case['noop:' + fe]['req_s']):.2f} of no-op)"
+                               if "noop:" + fe in case else ")")
                             + (f" FAILED {case[fe]['failed']}" if case[fe]["failed"] else "")
                             for fe in front_ends
-                        )
+                        )  # fmt: skip
                         noise = max(row["cpu"].get("other_busy_cores", 0.0) for row in case.values())
                         print(
                             f"  [{done}/{total}] repeat {r + 1} {m.name:<12} x{c}: in-process {p['req_s']:.1f} "
@@ -1133,7 +1561,17 @@ def main(argv: list[str] | None = None) -> int:
             code = daemon.stop()
             if code != 0:
                 print(f"warning: daemon exited with {code}", file=sys.stderr)
+            if noop is not None:
+                noop.stop()
             inproc.clear()
+
+            # Where the time goes: a daemon with the stage timers on.
+            if args.stages:
+                print("stages: a daemon with --stage-timers, every front end once per model", flush=True)
+                results["stages"] = stage_rows = measure_stages(
+                    children, clients_proc, models, config, tmp, front_ends, max(clients_list), args.warmup,
+                    args.duration, args.daemon_arg, env, case_args,
+                )  # fmt: skip
 
             # Memory.
             resnet = next((m for m in models if m.family == "resnet50" and m.batch == 1), None)
@@ -1157,12 +1595,15 @@ def main(argv: list[str] | None = None) -> int:
         targets = evaluate_targets(summary, memory)
         front = summarize_front_ends(rows, models, clients_list, front_ends)
         front_targets = evaluate_front_end_targets(front)
+        path_targets = evaluate_request_path_targets(front)
+        results["request_path_targets"] = path_targets
         results["medians"] = summary
         results["targets"] = targets
         results["front_ends"] = front
         results["front_end_targets"] = front_targets
         if summary or memory:
-            print_results(summary, memory, targets, markdown=args.markdown, front=front, front_targets=front_targets)
+            print_results(summary, memory, targets, markdown=args.markdown, front=front, front_targets=front_targets,
+                          path_targets=path_targets, stage_rows=stage_rows)  # fmt: skip
         path = write_json(args.json, results)
         print(f"\n{results['status']} in {results['elapsed_s']:.0f} s; results: {path}")
     return 0 if results["status"] == "complete" else 1
