@@ -76,8 +76,8 @@ def safe_deserializer(deserializer: Callable[[bytes], Any] | None) -> Callable[[
 
 def timed_serializer(serializer: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
     """``serializer``, timed when the stage timers are on (``respond``: since the handler returned)."""
-    if serializer is None:
-        return None
+    if serializer is None or not stages.on:  # handlers are wrapped at their first call, after start-up
+        return serializer
 
     def serialize(response: Any) -> bytes:
         if not stages.on:
@@ -125,14 +125,26 @@ class RequestWrapper(grpc.ServerInterceptor):
         self._probes = probes  # methods of those services that pass through too: liveness and readiness
         self._api_key = api_key  # every wrapped call must carry it
         self._throttle = Throttle(log, LOG_INTERVAL_S)
+        # grpcio asks for every call's handler: each method's is wrapped once, for the handler it was made from
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler | None]] = {}
 
     def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None], details: Any
     ) -> grpc.RpcMethodHandler | None:
         handler = continuation(details)
+        if handler is None:
+            return None
         method: str = details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(handler, method)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler | None:
         service = method.lstrip("/").rpartition("/")[0]
-        if handler is None or service not in self._services:
+        if service not in self._services:
             return handler
         deserializer = safe_deserializer(handler.request_deserializer)
         if method in self._probes:
