@@ -17,6 +17,7 @@ from ovmsd.config.loader import check_config_text, parse_config_text
 from ovmsd.config.models import METRIC_FAMILIES, MonitoringConfig
 from ovmsd.observe.metrics import Metrics
 from ovmsd.observe.metrics_filter import FamilyFilter
+from ovmsd.observe.stages import StageCollector
 from tests.support.daemon import Daemon, free_port
 from tests.support.models import save, scale_model
 
@@ -63,7 +64,9 @@ def test_the_schema_checks_the_sections_shape() -> None:
 
 
 def test_the_valid_names_are_the_families_the_daemon_registers() -> None:
-    families = {family.name for family in Metrics(list, lambda: 1).registry.collect()}
+    metrics = Metrics(list, lambda: 1)
+    metrics.registry.register(StageCollector())  # what --stage-timers adds
+    families = {family.name for family in metrics.registry.collect()}
     assert families == set(METRIC_FAMILIES)
 
 

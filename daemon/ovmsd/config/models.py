@@ -336,6 +336,8 @@ METRIC_FAMILIES = (
     "ovmsctl_config_generation",
     "ovmsctl_object_store_errors",
     "ovmsctl_unauthenticated_requests",
+    "ovmsctl_request_stage_seconds",  # with --stage-timers only
+    "ovmsctl_request_stage_count",  # with --stage-timers only
     "process_virtual_memory_bytes",
     "process_resident_memory_bytes",
     "process_start_time_seconds",
