@@ -5,6 +5,18 @@ Models (built with the opset API into a temporary model repository, one model pe
 
 * ``tiny_b1`` / ``tiny_b8``: y = x * 2 on ``x [B,4]`` f32. No compute: a request costs only the serving overhead.
 * ``resnet50_b1`` / ``resnet50_b8``: ResNet-50 v1 topology (see ``common.resnet50_model``), ``images [B,3,224,224]``.
+* ``conv3_bN`` (``--models conv3``): three 3x3/2 convolutions on ``x [B,3,64,64]`` (48 KiB per image), issue 13's
+  workload: its gRPC clients share ONE channel (``--channels auto``).
+* ``classifier_bN`` (``--models classifier``): an EfficientNet-Lite0-sized classifier (MobileNet v2 1.0 topology,
+  ``common.classifier_model``), ``images [B,3,224,224]``, a few ms per image.
+
+Ceilings (issue 13; ``--no-ceilings`` skips them): a no-op server process answers every front end's request with the
+daemon's own answer, captured once: grpcio's sync server with a generic handler for gRPC, uvicorn (httptools,
+uvloop) with a raw ASGI app for HTTP. Its cases (``noop:<front end>``) run with the same client code, interleaved
+with the others, and every front end is reported as a fraction of its transport's ceiling (``/ no-op``).
+
+``--stages``: afterwards, a daemon with ``--stage-timers`` serves every front end once per model, and the time per
+request in each stage of its request path is printed (from the ``ovmsctl_request_stage_*`` counters).
 
 Both sides compile with ``{"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": "f32"}`` (the daemon through
 its config's ``plugin_config``), so the daemon keeps its default THROUGHPUT hint and neither side uses bf16.
@@ -43,9 +55,11 @@ after a few inferences on every infer request.
 Usage::
 
     .venv/bin/python benchmarks/serving.py --quick            # smoke run, ~4 minutes
-    .venv/bin/python benchmarks/serving.py                    # full run, ~25 minutes on 2 cores
+    .venv/bin/python benchmarks/serving.py                    # full run, ~50 minutes on 2 cores (ceilings included)
     .venv/bin/python benchmarks/serving.py --front-ends tfs-grpc,kserve-rest-binary --models tiny
     .venv/bin/python benchmarks/serving.py --models tiny --clients 4 --daemon-arg=--grpc-workers=4
+    .venv/bin/python benchmarks/serving.py --models conv3,classifier --batches 1 --clients 4 --no-memory \
+        --front-ends tfs-grpc,kserve-grpc,kserve-rest-binary --stages   # issue 13's cases, ~8 minutes
 
 Every process it starts is stopped on exit, on Ctrl-C and on failure (and gets SIGTERM if this process is killed).
 """
