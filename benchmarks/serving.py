@@ -693,7 +693,7 @@ STAGE_ORDER = (
     "respond",
     "serialize",
     "http-send",
-)  # fmt: skip (ovmsd.observe.stages.STAGES; the benchmark does not import the daemon's serving code)
+)  # fmt: skip (ovmsd.stages.STAGES; the benchmark does not import the daemon's serving code)
 FIRST_STAGE = {"grpc": "parse", "http": "http-read"}  # counted once per request
 
 

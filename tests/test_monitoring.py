@@ -15,9 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ovmsd.config.loader import check_config_text, parse_config_text
 from ovmsd.config.models import METRIC_FAMILIES, MonitoringConfig
-from ovmsd.observe.metrics import Metrics
+from ovmsd.observe.metrics import Metrics, StageCollector
 from ovmsd.observe.metrics_filter import FamilyFilter
-from ovmsd.observe.stages import StageCollector
 from tests.support.daemon import Daemon, free_port
 from tests.support.models import save, scale_model
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import grpc
 
+from ovmsd import stages
 from ovmsd.api.auth import ApiKey, ApiKeyError, read_api_key
 from ovmsd.api.gate import Gate
 from ovmsd.api.grpc.health import Health
@@ -30,9 +31,8 @@ from ovmsd.api.rest.server import RestServer, build_rest_server
 from ovmsd.api.tls import Tls, TlsError, TlsFiles
 from ovmsd.config.loader import ConfigError, load_config, single_model_config
 from ovmsd.config.models import ServerConfig
-from ovmsd.observe import stages
 from ovmsd.observe.logs import configure
-from ovmsd.observe.metrics import Metrics
+from ovmsd.observe.metrics import Metrics, StageCollector
 from ovmsd.observe.report import (
     APPLIED,
     APPLIED_WITH_ERRORS,
@@ -43,7 +43,6 @@ from ovmsd.observe.report import (
     status_report,
     summarize,
 )
-from ovmsd.observe.stages import StageCollector
 from ovmsd.runtime.control import ControlServer
 from ovmsd.runtime.limits import raise_open_files_limit
 from ovmsd.runtime.pidfile import AlreadyRunning, PidFile, StateDirLock

@@ -58,7 +58,7 @@ class Settings:
     tls_client_ca: Path | None = default_of("tls_client_ca")  # noqa: RUF009 (None)
     api_key_file: Path | None = default_of("api_key_file")  # noqa: RUF009 (None)
     metrics_port: int | None = default_of("metrics_port")  # Prometheus /metrics on bind_address; None: off
-    stage_timers: bool = default_of("stage_timers")  # ovmsd.observe.stages, exported with the metrics
+    stage_timers: bool = default_of("stage_timers")  # ovmsd.stages, exported with the metrics
     file_system_poll_wait_s: float = default_of("file_system_poll_wait_s")  # 0 turns watching off
     force_polling: bool = default_of("force_polling")  # watch by polling (NFS, bind mounts) instead of inotify
     ready_fd: int | None = default_of("ready_fd")  # set by `ovmsctl start`: where to say READY or FAILED

@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 from prometheus_client.registry import Collector
 
+from ovmsd import stages
 from ovmsd.observe.metrics_filter import FamilyFilter
 from ovmsd.observe.report import RELOAD_OUTCOMES
 from ovmsd.serving.states import State
@@ -163,6 +164,28 @@ class ServingCollector(Collector):
             "ovmsctl_config_generation", "Live config generation (1 after start-up, +1 per applied reload).",
             value=self._generation(),
         )  # fmt: skip
+
+
+class StageCollector(Collector):
+    """The request path's stage totals (``--stage-timers``, ``ovmsd.stages``) as counters, read when Prometheus
+    scrapes."""
+
+    def collect(self) -> Iterator[Metric]:
+        seconds = CounterMetricFamily(
+            "ovmsctl_request_stage_seconds", "Time requests spent in each stage of the request path (--stage-timers).",
+            labels=["stage"],
+        )  # fmt: skip
+        counts = CounterMetricFamily(
+            "ovmsctl_request_stage_count", "How many times each stage of the request path ended (--stage-timers).",
+            labels=["stage"],
+        )  # fmt: skip
+        found = stages.totals()
+        for stage in sorted(found, key=lambda s: stages.STAGES.index(s) if s in stages.STAGES else len(stages.STAGES)):
+            ns, count = found[stage]
+            seconds.add_metric([stage], ns / 1e9)
+            counts.add_metric([stage], count)
+        yield seconds
+        yield counts
 
 
 class PemFiles(Protocol):

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from ovmsd import stages
 from ovmsd.errors import ErrorKind, ServingError, invalid_input
-from ovmsd.observe import stages
 from ovmsd.serving.concurrency import SlotTable
 from ovmsd.serving.images import DEFAULT_MAX_PIXELS, decode_images, is_image_batch
 from ovmsd.serving.manager import ModelManager

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
+from ovmsd import stages
 from ovmsd.config.models import ModelConfig, format_shape
 from ovmsd.errors import ErrorKind, ModelLoadError, ServingError
-from ovmsd.observe import stages
 from ovmsd.serving.infer_pool import InferPool, PoolTimeout
 from ovmsd.serving.limits import LimitDefaults, RequestLimits
 from ovmsd.serving.memory import heap_in_use, variant_bytes

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import grpc
 import numpy as np
 
+from ovmsd import stages
 from ovmsd.api.errors import bounded
 from ovmsd.api.grpc.proto import kserve_predict_v2_pb2 as pb
 from ovmsd.api.grpc.proto import kserve_predict_v2_pb2_grpc as pb_grpc
@@ -20,7 +21,6 @@ from ovmsd.api.grpc.wrapper import StreamAnswer
 from ovmsd.api.kserve import codec
 from ovmsd.api.kserve.protocol import EXTENSIONS, SERVER_NAME, model_metadata, parse_version, server_version
 from ovmsd.errors import ErrorKind, ServingError
-from ovmsd.observe import stages
 from ovmsd.serving.dataplane import DataPlane
 
 SERVICE = "inference.GRPCInferenceService"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import grpc
 import numpy as np
 
+from ovmsd import stages
 from ovmsd.api.grpc.proto import get_model_metadata_pb2, meta_graph_pb2, predict_pb2, prediction_service_pb2_grpc
 from ovmsd.api.grpc.requests import requested_version
 from ovmsd.api.grpc.tensors import TensorDecodeError, dtype_of, numpy_to_tensor, tensor_to_numpy
 from ovmsd.errors import ErrorKind, ServingError, short
-from ovmsd.observe import stages
 from ovmsd.serving.dataplane import DataPlane, ModelMetadata
 from ovmsd.serving.signature import Signature, TensorSpec
 

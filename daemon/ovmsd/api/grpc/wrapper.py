@@ -23,12 +23,12 @@ from typing import Any
 
 import grpc
 
+from ovmsd import stages
 from ovmsd.api.accounting import count_request
 from ovmsd.api.auth import UNAUTHENTICATED, ApiKey
 from ovmsd.api.errors import ERROR_CODES, bounded
 from ovmsd.api.gate import SHUTTING_DOWN, Gate
 from ovmsd.errors import ErrorKind, ServingError, short
-from ovmsd.observe import stages
 from ovmsd.observe.logs import Throttle
 from ovmsd.observe.metrics import RequestMetrics
 

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Any
 
+from ovmsd import stages
 from ovmsd.api.accounting import count_request
 from ovmsd.api.auth import UNAUTHENTICATED, ApiKey
 from ovmsd.api.errors import ERROR_CODES
@@ -24,7 +25,6 @@ from ovmsd.api.gate import SHUTTING_DOWN, Gate
 from ovmsd.api.rest.http import Request, Response, error_response
 from ovmsd.api.rest.router import Route, Router
 from ovmsd.errors import ErrorKind, ServingError, short
-from ovmsd.observe import stages
 from ovmsd.observe.logs import Throttle
 from ovmsd.observe.metrics import RequestMetrics
 

@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from ovmsd import stages
 from ovmsd.api.kserve import codec
 from ovmsd.api.kserve.protocol import EXTENSIONS, SERVER_NAME, model_metadata, parse_version, server_version
 from ovmsd.api.rest.http import OCTET_STREAM, Request, Response, dump, error_response, json_object, json_response
 from ovmsd.api.rest.json_values import bytes_array, json_bytes, numeric_array
 from ovmsd.api.rest.router import MODEL, VERSION, Route, route
 from ovmsd.errors import ErrorKind, ServingError, invalid_input
-from ovmsd.observe import stages
 from ovmsd.serving.dataplane import DataPlane
 
 API = "KServe"

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from google.protobuf import json_format
 
+from ovmsd import stages
 from ovmsd.api.grpc.model_service import status_response
 from ovmsd.api.grpc.prediction_service import metadata_response
 from ovmsd.api.kserve.codec import short
@@ -27,7 +28,6 @@ from ovmsd.api.rest.http import Request, Response, error_response, json_object, 
 from ovmsd.api.rest.json_values import bytes_array, is_bytes_value, json_bytes, numeric_array
 from ovmsd.api.rest.router import MODEL, VERSION, Route, route
 from ovmsd.errors import ErrorKind, ServingError
-from ovmsd.observe import stages
 from ovmsd.serving.dataplane import DataPlane, Reloaded
 from ovmsd.serving.signature import Signature
 

@@ -4,7 +4,7 @@ Off by default; a call site then costs one attribute read (``if stages.on:``). O
 clock: :func:`start` where the server first touches a request, then :func:`lap` at the end of each stage adds the
 time since the previous mark to that stage. :func:`add` counts a span measured on another thread (the REST event
 loop's parts, the hand-offs between the loop and the request threads). Totals live per thread, so the request path
-takes no lock; they are summed when Prometheus scrapes:
+takes no lock; they are summed when Prometheus scrapes (``ovmsd.observe.metrics.StageCollector``):
 
 * ``ovmsctl_request_stage_seconds_total{stage}``: time spent in the stage, all requests together;
 * ``ovmsctl_request_stage_count_total{stage}``: how many times it ended (once per request for most stages).
@@ -24,10 +24,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-
-from prometheus_client.core import CounterMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 STAGES = (
     "http-read", "handoff", "parse", "admit", "decode", "lookup", "plan", "wait", "copy", "infer", "encode",
@@ -95,24 +91,3 @@ def totals() -> dict[str, tuple[int, int]]:
             into[0] += ns
             into[1] += count
     return {stage: (ns, count) for stage, (ns, count) in summed.items()}
-
-
-class StageCollector(Collector):
-    """The totals as counters, read when Prometheus scrapes."""
-
-    def collect(self) -> Iterator[Metric]:
-        seconds = CounterMetricFamily(
-            "ovmsctl_request_stage_seconds", "Time requests spent in each stage of the request path (--stage-timers).",
-            labels=["stage"],
-        )  # fmt: skip
-        counts = CounterMetricFamily(
-            "ovmsctl_request_stage_count", "How many times each stage of the request path ended (--stage-timers).",
-            labels=["stage"],
-        )  # fmt: skip
-        found = totals()
-        for stage in sorted(found, key=lambda s: STAGES.index(s) if s in STAGES else len(STAGES)):
-            ns, count = found[stage]
-            seconds.add_metric([stage], ns / 1e9)
-            counts.add_metric([stage], count)
-        yield seconds
-        yield counts
