@@ -310,7 +310,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "--stage-timers",
         "Time each stage of the request path (parse, decode, wait, infer, encode...) and export the totals as "
-        "ovmsctl_request_stage_* metrics, for profiling; costs about a microsecond per request. Needs metrics on.",
+        "ovmsctl_request_stage_* metrics, for profiling; costs about 4 microseconds per request. Needs metrics on.",
         kind="flag",
         default=False,
     ),

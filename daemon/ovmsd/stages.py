@@ -1,6 +1,7 @@
 """Per-stage timers of the request path (``--stage-timers``): where a request's time goes, as Prometheus counters.
 
-Off by default; a call site then costs one attribute read (``if stages.on:``). On, every request thread keeps a
+Off by default; a call site then costs one attribute read (``if stages.on:``; 0.2 µs for a gRPC request's 13). On,
+the 13 marks of a gRPC request cost about 4 µs. Every request thread keeps a
 clock: :func:`start` where the server first touches a request, then :func:`lap` at the end of each stage adds the
 time since the previous mark to that stage. :func:`add` counts a span measured on another thread (the REST event
 loop's parts, the hand-offs between the loop and the request threads). Totals live per thread, so the request path
@@ -59,13 +60,8 @@ def start() -> None:
 def lap(stage: str) -> None:
     """``stage`` ended now: the time since this thread's previous mark is its."""
     now = _clock_ns()
-    clock = _clock
-    spent = clock.totals.get(stage)
-    if spent is None:
-        spent = clock.totals[stage] = [0, 0]
-    spent[0] += now - clock.last
-    spent[1] += 1
-    clock.last = now
+    add(stage, now - _clock.last)
+    _clock.last = now
 
 
 def add(stage: str, elapsed_ns: int) -> None:

@@ -82,24 +82,23 @@ class RestApp:
                 submitted = stages.now_ns()
                 stages.add("http-read", submitted - begun)
                 timed = self._timed_handle
-                response = await loop.run_in_executor(self._workers, timed, route, request, params, submitted)
-                stages.add("handoff", stages.now_ns() - response.handled_ns)
+                response, handled = await loop.run_in_executor(self._workers, timed, route, request, params, submitted)
+                stages.add("handoff", stages.now_ns() - handled)
         else:
             response = self._handle(route, request, params)
-        if stages.on and route.pooled:
-            sending = stages.now_ns()
-            await _send(send, response, close=response.status == 503)
-            stages.add("http-send", stages.now_ns() - sending)
-            return
+        sending = stages.now_ns() if stages.on else 0
         await _send(send, response, close=response.status == 503)
+        if stages.on and route.pooled:
+            stages.add("http-send", stages.now_ns() - sending)
 
-    def _timed_handle(self, route: Route, request: Request, params: dict[str, str], submitted_ns: int) -> Response:
-        """``_handle`` with the stage timers: the hand-off from the event loop, the stages, the moment it ended."""
+    def _timed_handle(
+        self, route: Route, request: Request, params: dict[str, str], submitted_ns: int
+    ) -> tuple[Response, int]:
+        """``_handle`` with the stage timers: the hand-off from the event loop, the stages, and when it ended."""
         stages.start()
         stages.add("handoff", stages.now_ns() - submitted_ns)
         response = self._handle(route, request, params)
-        response.handled_ns = stages.now_ns()
-        return response
+        return response, stages.now_ns()
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         """The whole body, or None once it grows past the limit (a chunked body has no Content-Length)."""

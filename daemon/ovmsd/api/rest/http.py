@@ -36,7 +36,6 @@ class Response:
     content_type: str = JSON
     headers: list[tuple[str, str]] = field(default_factory=list)
     served_version: str | None = None  # for the request metrics: the version that answered
-    handled_ns: int = 0  # when a request thread finished it (the stage timers' hand-off back to the event loop)
 
 
 def json_response(value: Any, status: int = 200, served_version: str | None = None) -> Response:
