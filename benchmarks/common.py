@@ -482,7 +482,7 @@ def resnet50_model(batch: int, seed: int = 0, classes: int = 1000) -> Any:
 def conv3_model(batch: int, seed: int = 0) -> Any:
     """Three 3x3 convolutions (3->16, 16->32, 32->64 channels, each stride 2 with ReLU), then a global average pool.
 
-    ``x [batch,3,64,64]`` f32 (48 KiB per image) -> ``y [batch,64]``: about 2.4 M multiply-adds, a few tens of
+    ``x [batch,3,64,64]`` f32 (48 KiB per image) -> ``y [batch,64]``: about 2.8 M multiply-adds, a few tens of
     microseconds of compute, so a request's cost is mostly the transport's and the server's (issue 13's workload).
     """
     import openvino as ov

@@ -118,6 +118,7 @@ from common import (
 )
 
 from ovmsd.options import default_grpc_workers
+from ovmsd.stages import STAGES
 
 PLUGIN_CONFIG = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": "f32"}
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "serving.json"
@@ -676,24 +677,6 @@ class NoopServer:
 
 # -- stage breakdown ------------------------------------------------------------------------------------------------
 
-STAGE_ORDER = (
-    "http-read",
-    "handoff",
-    "parse",
-    "admit",
-    "decode",
-    "lookup",
-    "plan",
-    "wait",
-    "copy",
-    "infer",
-    "encode",
-    "release",
-    "metrics",
-    "respond",
-    "serialize",
-    "http-send",
-)  # fmt: skip (ovmsd.stages.STAGES; the benchmark does not import the daemon's serving code)
 FIRST_STAGE = {"grpc": "parse", "http": "http-read"}  # counted once per request
 
 
@@ -773,7 +756,7 @@ def measure_stages(
 def print_stages(rows: list[dict[str, Any]], markdown: bool = False) -> None:
     for model in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == model]
-        seen = [s for s in STAGE_ORDER if any(s in r["stages_us"] for r in mine)]
+        seen = [s for s in STAGES if any(s in r["stages_us"] for r in mine)]
         table = [[stage, *(fmt(r["stages_us"].get(stage, math.nan), 1) for r in mine)] for stage in seen]
         table.append(["sum of the stages", *(fmt(r["stages_sum_us"], 1) for r in mine)])
         table.append(["client latency (mean)", *(fmt(r["latency_mean_us"], 1) for r in mine)])
@@ -1017,33 +1000,38 @@ def summarize_front_ends(
     return out
 
 
+def verdict(value: float | None, minimum: float | None = None, maximum: float | None = None) -> str:
+    """PASS or MISS against the bound given, N/A when nothing was measured."""
+    if value is None or math.isnan(value):
+        return "N/A"
+    ok = (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
+    return "PASS" if ok else "MISS"
+
+
+def joined(values: list[float]) -> str:
+    return ", ".join(fmt(v, 2) for v in values)
+
+
 def evaluate_front_end_targets(front: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Issue 9's targets, client included: every tiny case for the two gRPC/REST ratios, resnet50_b1 x4 for the
     in-process one."""
-
-    def verdict(value: float, minimum: float) -> str:
-        return "N/A" if value is None or math.isnan(value) else ("PASS" if value >= minimum else "MISS")
-
-    def runs(s: dict[str, Any], key: str) -> str:
-        return ", ".join(fmt(v, 2) for v in s[key])
-
     targets = []
     for s in front:
         case = f"{s['model']} x{s['clients']}"
         if s["family"] == "tiny" and s["front_end"] == "kserve-grpc":
             targets.append({"target": f"{case}: KServe gRPC >= {KSERVE_GRPC_MIN_RATIO} of TF Serving gRPC",
-                            "measured": s["vs_tfs_grpc"], "unit": "ratio", "runs": runs(s, "vs_tfs_grpc_runs"),
+                            "measured": s["vs_tfs_grpc"], "unit": "ratio", "runs": joined(s["vs_tfs_grpc_runs"]),
                             "status": verdict(s["vs_tfs_grpc"], KSERVE_GRPC_MIN_RATIO)})  # fmt: skip
         if s["family"] == "tiny" and s["front_end"] == "kserve-rest-binary":
             targets.append({"target": f"{case}: KServe REST binary >= {REST_BINARY_MIN_RATIO} of TF Serving gRPC",
-                            "measured": s["vs_tfs_grpc"], "unit": "ratio", "runs": runs(s, "vs_tfs_grpc_runs"),
+                            "measured": s["vs_tfs_grpc"], "unit": "ratio", "runs": joined(s["vs_tfs_grpc_runs"]),
                             "status": verdict(s["vs_tfs_grpc"], REST_BINARY_MIN_RATIO)})  # fmt: skip
     for s in front:
         if s["model"] == "resnet50_b1" and s["clients"] == 4 and s["front_end"] in BINARY_FRONT_ENDS:
             targets.append({
                 "target": f"resnet50_b1 x4: {s['front_end']} >= {BINARY_MIN_INPROC_RATIO} of in-process "
                 "AsyncInferQueue(4)",
-                "measured": s["vs_in_process"], "unit": "ratio", "runs": runs(s, "vs_in_process_runs"),
+                "measured": s["vs_in_process"], "unit": "ratio", "runs": joined(s["vs_in_process_runs"]),
                 "status": verdict(s["vs_in_process"], BINARY_MIN_INPROC_RATIO),
             })  # fmt: skip
     return targets
@@ -1053,13 +1041,6 @@ def evaluate_request_path_targets(front: list[dict[str, Any]]) -> list[dict[str,
     """Issue 13's targets, client included: on conv3_b1 with 4 clients (one shared channel), the gRPC front ends
     and REST binary against the no-op server of their transport; classifier_b1 with 4 clients against in-process
     OpenVINO; p99 within P99_MAX_OVER_P50 of p50 at 4 clients on both."""
-
-    def verdict(value: float | None, ok: bool) -> str:
-        return "N/A" if value is None or math.isnan(value) else ("PASS" if ok else "MISS")
-
-    def runs(values: list[float]) -> str:
-        return ", ".join(fmt(v, 2) for v in values)
-
     targets = []
     for s in front:
         if s["batch"] != 1 or s["clients"] != 4 or s["front_end"] not in BINARY_FRONT_ENDS:
@@ -1068,17 +1049,16 @@ def evaluate_request_path_targets(front: list[dict[str, Any]]) -> list[dict[str,
         if s["family"] == "conv3":
             transport = "gRPC" if s["front_end"] in GRPC_FRONT_ENDS else "HTTP"
             targets.append({"target": f"{case} >= {CEILING_MIN_RATIO} of the no-op {transport} server",
-                            "measured": s["vs_ceiling"], "runs": runs(s["vs_ceiling_runs"]),
-                            "status": verdict(s["vs_ceiling"], s["vs_ceiling"] >= CEILING_MIN_RATIO)})  # fmt: skip
+                            "measured": s["vs_ceiling"], "runs": joined(s["vs_ceiling_runs"]),
+                            "status": verdict(s["vs_ceiling"], CEILING_MIN_RATIO)})  # fmt: skip
         if s["family"] == "classifier":
             targets.append({"target": f"{case} >= {CLASSIFIER_MIN_INPROC_RATIO} of in-process AsyncInferQueue(4)",
-                            "measured": s["vs_in_process"], "runs": runs(s["vs_in_process_runs"]),
-                            "status": verdict(s["vs_in_process"],
-                                              s["vs_in_process"] >= CLASSIFIER_MIN_INPROC_RATIO)})  # fmt: skip
+                            "measured": s["vs_in_process"], "runs": joined(s["vs_in_process_runs"]),
+                            "status": verdict(s["vs_in_process"], CLASSIFIER_MIN_INPROC_RATIO)})  # fmt: skip
         if s["family"] in ("conv3", "classifier"):
             targets.append({"target": f"{case}: p99 <= {P99_MAX_OVER_P50}x p50", "measured": s["p99_over_p50"],
                             "runs": f"p50 {fmt(s['p50_ms'], 2)} ms, p99 {fmt(s['p99_ms'], 2)} ms",
-                            "status": verdict(s["p99_over_p50"], s["p99_over_p50"] <= P99_MAX_OVER_P50)})  # fmt: skip
+                            "status": verdict(s["p99_over_p50"], maximum=P99_MAX_OVER_P50)})  # fmt: skip
     return targets
 
 
@@ -1302,21 +1282,20 @@ def print_results(
     if front:
         print_front_ends(front, markdown=markdown)
     if front_targets:
-        print_table(
-            ["target (issue 9)", "measured", "runs", "status"],
-            [[t["target"], fmt(t["measured"], 2), t["runs"], t["status"]] for t in front_targets],
-            markdown=markdown,
-            title="Front-end targets",
-        )
+        print_ratio_targets(front_targets, "target (issue 9)", "Front-end targets", markdown)
     if stage_rows:
         print_stages(stage_rows, markdown=markdown)
     if path_targets:
-        print_table(
-            ["target (issue 13)", "measured", "runs", "status"],
-            [[t["target"], fmt(t["measured"], 2), t["runs"], t["status"]] for t in path_targets],
-            markdown=markdown,
-            title="Request-path targets",
-        )
+        print_ratio_targets(path_targets, "target (issue 13)", "Request-path targets", markdown)
+
+
+def print_ratio_targets(targets: list[dict[str, Any]], heading: str, title: str, markdown: bool) -> None:
+    print_table(
+        [heading, "measured", "runs", "status"],
+        [[t["target"], fmt(t["measured"], 2), t["runs"], t["status"]] for t in targets],
+        markdown=markdown,
+        title=title,
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
