@@ -28,6 +28,7 @@ from ovmsd.serving.memory import heap_in_use, variant_bytes
 from ovmsd.serving.preparation import (
     apply_configured_shapes,
     apply_layout,
+    bind_numpy_once,
     error_summary,
     input_rules,
     name_unnamed_tensors,
@@ -251,7 +252,11 @@ def _key_text(key: ShapeKey) -> str:
 
 
 def instance_loader(options: ServingOptions) -> Callable[[Path, ModelConfig, int], ModelInstance]:
-    """The manager's factory: loads a version's model file into an instance, sharing one OpenVINO Core."""
+    """The manager's factory: loads a version's model file into an instance, sharing one OpenVINO Core.
+
+    Call it before starting the threads that load or serve (it makes OpenVINO's one thread-unsafe first call).
+    """
+    bind_numpy_once()
     core = ov.Core()
 
     def load(model_file: Path, config: ModelConfig, version: int) -> ModelInstance:

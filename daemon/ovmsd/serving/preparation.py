@@ -17,6 +17,18 @@ from ovmsd.serving.reshape import InputRule
 from ovmsd.serving.signature import PRECISIONS, Signature, TensorSpec
 
 
+def bind_numpy_once() -> None:
+    """Make OpenVINO's first numpy conversion now, on this thread, before any load or request thread exists.
+
+    pyopenvino's first ``Type.to_dtype()`` (and any first tensor-as-array) initialises pybind11's numpy API inside a
+    C++ function-local static. When two threads make that first call at once, one waits for the static while holding
+    the GIL and the other waits for the GIL inside the static's initialiser: the process deadlocks (seen in
+    openvino 2026.4 as two versions stuck LOADING and every RPC timing out; 20 of 30 cold processes hung with 32
+    threads calling ``to_dtype`` together, none after this call). Once initialised, the path is thread-safe.
+    """
+    ov.Type.f32.to_dtype()
+
+
 def error_summary(exc: BaseException) -> str:
     """The sentence of an OpenVINO error that matters: its last meaningful line, at most 500 characters."""
     text = str(exc).strip() or type(exc).__name__
