@@ -98,6 +98,14 @@ def test_metadata_requests_are_counted(daemon: Daemon) -> None:
     assert delta(before, scrape(daemon))("ovms_requests_success_total", **labels) == 1
 
 
+def test_python_threads_are_the_daemons_own_not_the_whole_process(daemon: Daemon) -> None:
+    python_threads = value(scrape(daemon), "ovmsctl_python_threads")
+    status = Path(f"/proc/{daemon.process.pid}/status").read_text()
+    process_threads = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("Threads:"))
+    # the main thread, gRPC's server thread, the load workers, ... but not gRPC's and OpenVINO's native threads
+    assert 3 <= python_threads < process_threads, (python_threads, process_threads)
+
+
 def test_reshape_compiles_and_shape_cache_hits(daemon: Daemon) -> None:
     before = scrape(daemon)
     for _ in range(3):

@@ -336,6 +336,7 @@ METRIC_FAMILIES = (
     "ovmsctl_config_generation",
     "ovmsctl_object_store_errors",
     "ovmsctl_unauthenticated_requests",
+    "ovmsctl_python_threads",
     "ovmsctl_request_stage_seconds",  # with --stage-timers only
     "ovmsctl_request_stage_count",  # with --stage-timers only
     "process_virtual_memory_bytes",

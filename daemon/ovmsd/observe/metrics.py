@@ -188,6 +188,21 @@ class StageCollector(Collector):
         yield counts
 
 
+class PythonThreadsCollector(Collector):
+    """The daemon's Python threads, read when Prometheus scrapes.
+
+    ``process_*`` has no thread count, and the process's (``/proc``) mixes in native threads the daemon does not own:
+    OpenVINO keeps each compiled model's stream threads pooled for reuse at the highest number of compiled models
+    that were ever alive at once, so that count steps up with the load's history and never comes back down.
+    """
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "ovmsctl_python_threads", "Python threads alive in the daemon (not OpenVINO's or gRPC's native threads).",
+            value=threading.active_count(),
+        )  # fmt: skip
+
+
 class PemFiles(Protocol):
     """Certificate files for the metrics port (``ovmsd.api.tls.Tls.pem_files``)."""
 
@@ -224,6 +239,7 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(ServingCollector(models, generation))
+        self.registry.register(PythonThreadsCollector())
         self._server: WSGIServer | None = None
 
     def reloaded(self, outcome: str) -> None:
