@@ -279,6 +279,29 @@ def test_retire_marks_unloading_at_once_and_the_last_release_ends_it() -> None:
     assert version.state == State.END and instance.closed and lifecycle.unloading() == 0
 
 
+def test_observers_hear_of_each_end_once_and_a_failing_one_stops_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    lifecycle = Lifecycle(drain_timeout_s=WAIT_S)
+    heard: list[tuple[str, int]] = []
+
+    def broken(model: str, version: int) -> None:
+        raise RuntimeError("observer bug")
+
+    lifecycle.ended.extend([broken, lambda model, version: heard.append((model, version))])
+    draining, never_served = ModelVersion("m", 1, Path("/nowhere")), ModelVersion("m", 2, Path("/nowhere"))
+    lifecycle.start_loading(draining)
+    lifecycle.make_available(draining, _Closable())  # type: ignore[arg-type]
+    assert draining.try_acquire() is not None
+    lifecycle.retire(draining)
+    assert heard == [], "UNLOADING is not the end"
+    draining.release()
+    lifecycle.start_loading(never_served)
+    lifecycle.retire(never_served)
+    lifecycle.retire(never_served)  # already END: no second word
+    assert heard == [("m", 1), ("m", 2)]
+    assert draining.state == State.END and never_served.state == State.END
+    assert caplog.text.count("an observer of its end failed") == 2
+
+
 class _Closable:
     closed = False
 

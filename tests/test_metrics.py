@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,8 +12,11 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from ovmsd.observe.metrics import RequestMetrics
+from ovmsd.serving.states import State
 from tests.support.ctl import wait_until
 from tests.support.daemon import Daemon, free_port, predict_request, rpc_error, write_config
 from tests.support.models import save, scale_model
@@ -175,3 +179,54 @@ def test_every_model_method_counts_its_failures_too(daemon: Daemon) -> None:
     assert moved("ovms_requests_success_total", name="scale", version="1", **metadata) == 1
     status = {**metadata, "method": "GetModelStatus"}
     assert moved("ovms_requests_fail_total", name="scale", version="9", **status) == 1
+
+
+def test_a_version_that_ends_leaves_metrics(tmp_path: Path) -> None:
+    save(scale_model([1, 4], factor=1.0), tmp_path / "scale", 1)
+    config = write_config(tmp_path / "config.json", [{"name": "scale", "base_path": str(tmp_path / "scale")}])
+    metrics_port = free_port()
+    args = ["--config", str(config), "--metrics-port", str(metrics_port), "--file-system-poll-wait-seconds", "1"]
+    with Daemon(args, tmp_path / "daemon.log") as d:
+        d.wait_available("scale")
+        d.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"  # type: ignore[attr-defined]
+        x = {"x": np.ones((1, 4), np.float32)}
+        d.predict("scale", x)
+
+        def versions_in(samples: Samples) -> set[str]:
+            """The versions with series ("": requests that named none and no version answered, e.g. GetModelStatus
+            polls, a model's series, not a version's)."""
+            return {dict(labels)["version"] for (_, labels) in samples if dict(labels).get("version")}
+
+        assert "1" in versions_in(scrape(d))
+        save(scale_model([1, 4], factor=2.0), tmp_path / "scale", 2)  # the latest version only: 1 retires
+        d.wait_for_states({"scale": {1: State.END, 2: State.AVAILABLE}})
+        d.predict("scale", x)
+        after = scrape(d)
+        assert versions_in(after) == {"2"}, sorted(key for key in after if dict(key[1]).get("version") == "1")
+        assert value(after, "ovms_requests_success_total", name="scale", version="2", **REQUEST) == 1
+        assert d.stop() == 0, d.log()
+
+
+def test_forgetting_a_version_drops_only_its_series() -> None:
+    registry = CollectorRegistry()
+    requests = RequestMetrics(registry)
+    methods = [("TensorFlowServing", "Predict"), ("TensorFlowServing", "GetModelMetadata"), ("KServe", "ModelInfer")]
+    for model, version in (("m", 1), ("m", 2), ("other", 1)):
+        for api, method in methods:
+            requests.series(model, str(version), api, "gRPC", method).finished(True, time.perf_counter_ns())
+        requests.inferred(model, version, 1000)
+
+    def series_left() -> set[tuple[str, str]]:
+        return {
+            (s.labels["name"], s.labels["version"])
+            for family in registry.collect()
+            for s in family.samples
+            if "version" in s.labels
+        }
+
+    assert series_left() == {("m", "1"), ("m", "2"), ("other", "1")}
+    requests.forget_version("m", 1)
+    assert series_left() == {("m", "2"), ("other", "1")}
+    requests.forget_version("m", 1)  # nothing left to drop: no error
+    requests.series("m", "2", "KServe", "gRPC", "ModelInfer").finished(True, time.perf_counter_ns())  # still counts
+    assert series_left() == {("m", "2"), ("other", "1")}

@@ -117,6 +117,7 @@ class Daemon:
         if settings.metrics_port is not None or settings.metrics_enable:
             self.metrics = Metrics(self.manager.snapshot, lambda: self.state.generation)
             self.loader.observers.append(self.metrics.version_loaded)
+            self.manager.lifecycle.ended.append(self.metrics.requests.forget_version)
         if settings.stage_timers:
             if self.metrics is None:
                 log.warning("--stage-timers: the stage times are exported with the metrics; give --metrics-port "

@@ -11,6 +11,7 @@ Names: ``ovms_requests_success``, ``ovms_requests_fail``, ``ovms_request_time_us
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import threading
 import time
@@ -113,6 +114,25 @@ class RequestMetrics:
                     request_time=self._request_time.labels(name, version, api, interface),
                 ),
             )
+
+    def forget_version(self, name: str, version: int) -> None:
+        """Drop the series of a version that ended: it serves no more, and /metrics must not grow with every version
+        ever published (as the manager's own per-version metrics, which END versions leave at once)."""
+        number = str(version)
+        with self._lock:
+            for key in [key for key in self._series if key[0] == name and key[1] == number]:
+                del self._series[key]
+                api, interface = key[2], key[3]
+                for family, labels in (
+                    (self._success, key),
+                    (self._fail, key),
+                    (self._request_time, (name, number, api, interface)),  # shared by the methods of a front end
+                ):
+                    with contextlib.suppress(KeyError):
+                        family.remove(*labels)
+            if self._inference.pop((name, version), None) is not None:
+                with contextlib.suppress(KeyError):
+                    self._inference_time.remove(name, number)
 
     def unauthenticated(self, api: str, interface: str) -> None:
         self._unauthenticated.labels(api, interface).inc()

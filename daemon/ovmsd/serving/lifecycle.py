@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ovmsd.serving.states import ErrorCode, State, VersionStatus
@@ -49,6 +50,8 @@ class Lifecycle:
         self._cond = threading.Condition()
         self._unloading: dict[ModelVersion, threading.Timer] = {}  # each with its drain-timeout timer
         self.illegal_transitions = 0  # counted for tests and status; each is also logged as a bug
+        # Told (model, version) when a version ends, with its lock held: quick, and never taking a version's lock.
+        self.ended: list[Callable[[str, int], None]] = []
 
     # -- transitions -------------------------------------------------------------------------------------------------
 
@@ -158,4 +161,10 @@ class Lifecycle:
             level = logging.ERROR if message else logging.INFO
             suffix = f": {message}" if message else ""
             log.log(level, "model %s version %d: %s%s", version.model, version.version, to.name, suffix)
+        if to == State.END and previous.state != State.END:
+            for observer in self.ended:
+                try:
+                    observer(version.model, version.version)
+                except Exception:  # an observer's bug must not stop a version from ending
+                    log.exception("model %s version %d: an observer of its end failed", version.model, version.version)
         return True
