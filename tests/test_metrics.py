@@ -15,6 +15,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from ovmsd.api.grpc.proto import kserve_predict_v2_pb2 as kserve_pb
+from ovmsd.api.grpc.proto import kserve_predict_v2_pb2_grpc as kserve_grpc
 from ovmsd.observe.metrics import RequestMetrics
 from ovmsd.serving.states import State
 from tests.support.ctl import wait_until
@@ -232,3 +234,20 @@ def test_forgetting_a_version_drops_only_its_series() -> None:
     requests.forget_version("m", 1)  # nothing left to drop: no error
     requests.series("m", "2", "KServe", "gRPC", "ModelInfer").finished(True, time.perf_counter_ns())  # still counts
     assert series_left() == {("m", "2"), ("other", "1")}
+
+
+def test_what_a_client_makes_up_grows_no_series(daemon: Daemon) -> None:
+    kserve = kserve_grpc.GRPCInferenceServiceStub(daemon.channel)
+    before = scrape(daemon)
+    for name, version in (("scale", "not-a-number"), ("made-up-model", "not-a-number"), ("scale", "123456")):
+        request = kserve_pb.ModelInferRequest(model_name=name, model_version=version)
+        assert rpc_error(lambda r=request: kserve.ModelInfer(r, timeout=10)).code() in (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            grpc.StatusCode.NOT_FOUND,
+        )
+    after = scrape(daemon)
+    infer = {"api": "KServe", "interface": "gRPC", "method": "ModelInfer"}
+    assert delta(before, after)("ovms_requests_fail_total", name="scale", version="", **infer) == 2, "the model's"
+    made_up = [key for key in after if dict(key[1]).get("name") == "made-up-model"]
+    made_up += [key for key in after if dict(key[1]).get("version") in ("not-a-number", "123456")]
+    assert not made_up, made_up

@@ -118,6 +118,7 @@ class Daemon:
             self.metrics = Metrics(self.manager.snapshot, lambda: self.state.generation)
             self.loader.observers.append(self.metrics.version_loaded)
             self.manager.lifecycle.ended.append(self.metrics.requests.forget_version)
+            self.metrics.requests.known_model = self.manager.has_model
         if settings.stage_timers:
             if self.metrics is None:
                 log.warning("--stage-timers: the stage times are exported with the metrics; give --metrics-port "

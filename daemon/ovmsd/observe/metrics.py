@@ -96,6 +96,7 @@ class RequestMetrics:
         )
         self._series: dict[SeriesKey, RequestSeries] = {}
         self._inference: dict[tuple[str, int], Histogram] = {}
+        self.known_model: Callable[[str], bool] = lambda name: True  # the daemon's models (the manager's answer)
         self._lock = threading.Lock()
 
     def series(self, name: str, version: str, api: str, interface: str, method: str) -> RequestSeries:

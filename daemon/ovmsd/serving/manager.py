@@ -430,6 +430,11 @@ class ModelManager:
                 return [self._version(served, name, version).status]
             return [v.status for _, v in sorted(served.versions.items())]
 
+    def has_model(self, name: str) -> bool:
+        """Whether the config names this model (loaded or not)."""
+        with self._cond:
+            return name in self._models
+
     def snapshot(self) -> list[ModelSnapshot]:
         """Every model and version as they are now, for status reports, health and metrics (sorted by name)."""
         with self._cond:
