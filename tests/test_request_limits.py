@@ -8,6 +8,7 @@ keeps its variants within a byte budget; and one model's slow requests leave oth
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -19,14 +20,17 @@ import openvino as ov
 import pytest
 from openvino import opset13 as ops
 
+from ovmsd.api.grpc.proto import kserve_predict_v2_pb2 as kserve_pb
+from ovmsd.api.grpc.proto import kserve_predict_v2_pb2_grpc as kserve_grpc
 from ovmsd.api.grpc.proto import predict_pb2, types_pb2
 from ovmsd.config.models import InputShape, ModelConfig, ModelLimits, ShapeConfig
 from ovmsd.errors import ErrorKind, ServingError
-from ovmsd.serving.concurrency import ModelSlots, TurnPool
+from ovmsd.serving.concurrency import ModelSlots, TooManyWaiting, TurnPool, lending_turns
 from ovmsd.serving.instance import ModelInstance, ServingOptions
 from ovmsd.serving.limits import LimitDefaults, RequestLimits
 from ovmsd.serving.memory import heap_in_use
 from ovmsd.serving.signature import Signature
+from ovmsd.serving.states import State
 from tests.support.daemon import Daemon, free_port, rpc_error, write_config
 from tests.support.models import conv_model, named, save, scale_model
 from tests.support.rest import Rest
@@ -248,6 +252,57 @@ def test_turn_pool_runs_workers_tasks_at_once_and_parked_ones_lend_their_turn() 
     assert first.result(timeout=10) == second.result(timeout=10) == "slow"
     assert pool.threads <= 3
     pool.shutdown()
+
+
+def test_a_task_waiting_for_its_next_item_lends_its_turn_and_past_max_parked_is_refused() -> None:
+    pool = TurnPool(1, "test", max_parked=1)
+    messages: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+
+    def stream() -> list[int]:  # a stream's handler: its next message may take long
+        return list(lending_turns(iter(messages.get, None)))
+
+    first = pool.submit(stream)
+    deadline = time.monotonic() + 10
+    while pool.parked < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert pool.submit(lambda: "other").result(timeout=5) == "other", "one turn, lent while the stream waits"
+    second = pool.submit(stream)  # would wait too: no room left for waiting tasks
+    with pytest.raises(TooManyWaiting, match="1 requests and streams already wait"):
+        second.result(timeout=10)
+    for message in (1, 2, None):
+        messages.put(message)
+    assert first.result(timeout=10) == [1, 2]
+    assert list(lending_turns(iter([3, 4]))) == [3, 4], "outside a pool it simply iterates"
+    pool.shutdown()
+
+
+def test_idle_kserve_streams_hold_no_request_thread(tmp_path: Path) -> None:
+    save(scale_model([1, 4]), tmp_path / "scale", 1)
+    args = ["--model-name", "scale", "--model-path", str(tmp_path / "scale"), "--grpc-workers", "2"]
+    with Daemon(args, tmp_path / "daemon.log") as daemon:
+        daemon.wait_available("scale")
+        kserve = kserve_grpc.GRPCInferenceServiceStub(daemon.channel)
+        inboxes: list[queue.SimpleQueue[kserve_pb.ModelInferRequest | None]] = [queue.SimpleQueue() for _ in range(6)]
+        streams = [kserve.ModelStreamInfer(iter(inbox.get, None), timeout=60) for inbox in inboxes]
+        try:
+            time.sleep(0.5)  # every stream is open and waits for its first message, three times the workers
+            assert daemon.status("scale").model_version_status[0].state == State.AVAILABLE
+            np.testing.assert_array_equal(daemon.predict("scale", {"x": np.ones((1, 4), np.float32)})["y"], 2.0)
+            request = kserve_pb.ModelInferRequest(model_name="scale")
+            tensor = request.inputs.add(name="x", datatype="FP32", shape=[1, 4])
+            tensor.contents.fp32_contents.extend([1.0, 2.0, 3.0, 4.0])
+            for inbox, stream in zip(inboxes, streams, strict=True):  # and each stream still answers
+                inbox.put(request)
+                answer = next(stream)
+                assert not answer.error_message, answer.error_message
+                assert np.frombuffer(answer.infer_response.raw_output_contents[0], np.float32).tolist() == [2, 4, 6, 8]
+        finally:
+            for inbox in inboxes:
+                inbox.put(None)
+            for stream in streams:
+                stream.cancel()
+        assert daemon.stop() == 0, daemon.log()
 
 
 def test_a_request_waiting_for_a_compile_steps_out_of_its_place_and_its_turn() -> None:

@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from ovmsd.errors import ErrorKind, ServingError, short
 
@@ -37,6 +37,7 @@ MAX_PARKED = 256  # requests waiting for a model's place, per pool; each holds a
 PARK_AFTER_S = 0.01  # a wait for a place shorter than this keeps its turn (parking costs two thread switches)
 
 _current = threading.local()  # .pool: the TurnPool whose thread this is
+T = TypeVar("T")
 
 
 class TurnPool(Executor):
@@ -174,6 +175,34 @@ class _Task:
 def current_pool() -> TurnPool | None:
     """The TurnPool whose thread runs the caller, if any."""
     return getattr(_current, "pool", None)
+
+
+class TooManyWaiting(Exception):
+    """A wait that could not lend its turn: ``max_parked`` tasks already wait in the pool."""
+
+
+def lending_turns(items: Iterator[T]) -> Iterator[T]:
+    """``items``, with this thread's turn lent to other tasks while it waits for the next one.
+
+    For a stream's messages: the next one may come in a second or never, and a stream that kept its turn meanwhile
+    would hold a request thread; ``workers`` idle streams would stop every other request of the server. Outside a
+    :class:`TurnPool` it simply waits; raises :class:`TooManyWaiting` when ``max_parked`` tasks already wait.
+    """
+    pool = current_pool()
+    while True:
+        if pool is not None and not pool.park():
+            raise TooManyWaiting(f"{pool.max_parked} requests and streams already wait in the server")
+        try:
+            item = next(items, _END)
+        finally:
+            if pool is not None:
+                pool.unpark()
+        if item is _END:
+            return
+        yield item  # type: ignore[misc]
+
+
+_END = object()
 
 
 class ModelSlots:

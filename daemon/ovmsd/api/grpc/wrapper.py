@@ -31,6 +31,7 @@ from ovmsd.api.gate import SHUTTING_DOWN, Gate
 from ovmsd.errors import ErrorKind, ServingError, short
 from ovmsd.observe.logs import Throttle
 from ovmsd.observe.metrics import RequestMetrics
+from ovmsd.serving.concurrency import TooManyWaiting, lending_turns
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +271,7 @@ class RequestWrapper(grpc.ServerInterceptor):
             pending: list[tuple[Any, int]] = []  # the request being answered and when it arrived
 
             def admitted() -> Iterator[Any]:
-                for request in requests:
+                for request in lending_turns(requests):  # an idle stream holds no request thread's turn
                     if isinstance(request, Undecodable):  # ends the stream: its messages can no longer be trusted
                         self._refuse_undecodable(request, context, method)
                     if not gate.enter():
@@ -287,6 +288,10 @@ class RequestWrapper(grpc.ServerInterceptor):
                             served = answer.response if answer.error is None else None
                             _count(metrics, info, request, served, answer.error, started)
                     yield answer.response
+            except TooManyWaiting as exc:
+                context.abort(
+                    ERROR_CODES[ErrorKind.TOO_MANY_REQUESTS].grpc, f"{ErrorKind.TOO_MANY_REQUESTS.value} - {exc}"
+                )
             except Exception as exc:
                 if _is_abort(exc):
                     raise
