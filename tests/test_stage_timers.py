@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,12 +13,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.daemon import Daemon, free_port, rpc_error, write_config
 from tests.support.models import save, scale_model
-from tests.support.rest import Rest, kserve_binary_body, kserve_outputs
+from tests.support.rest import Rest, kserve_binary_body, kserve_json_input, kserve_outputs
 
 GRPC_STAGES = ("parse", "admit", "decode", "lookup", "plan", "wait", "copy", "infer", "encode", "release", "metrics",
                "respond", "serialize")  # fmt: skip
 REST_STAGES = ("http-read", "handoff", "admit", "decode", "lookup", "plan", "wait", "copy", "infer", "encode",
                "release", "metrics", "http-send")  # fmt: skip
+# KServe binary inference on the event loop: no hand-off, and the waits for a place and the inference are spans
+LOOP_STAGES = ("http-read", "decode", "lookup", "infer", "encode", "http-send")
 
 Stages = dict[str, tuple[float, float]]  # stage -> (seconds, count)
 
@@ -78,12 +81,12 @@ def test_every_grpc_stage_is_counted_once_per_request(timed: tuple[Daemon, Rest,
 
 def test_every_rest_stage_is_counted_per_request(timed: tuple[Daemon, Rest, int]) -> None:
     _, rest, metrics_port = timed
-    body, headers = kserve_binary_body({"x": np.ones((1, 4), np.float32)}, ["y"])
+    body = json.dumps({"inputs": [kserve_json_input("x", np.ones((1, 4), np.float32))]}).encode()
     before = scrape(metrics_port)
     for _ in range(4):
-        reply = rest.request("POST", "/v2/models/scale/infer", body, headers)
+        reply = rest.request("POST", "/v2/models/scale/infer", body, {"Content-Type": "application/json"})
         assert reply.status == 200, reply.body
-        np.testing.assert_array_equal(kserve_outputs(reply)["y"], np.full((1, 4), 2, np.float32))
+        assert json.loads(reply.body)["outputs"][0]["data"] == [2.0] * 4
     moved = grown(before, scrape(metrics_port))
     for stage in REST_STAGES:
         seconds, count = moved.get(stage, (0.0, 0.0))
@@ -91,6 +94,23 @@ def test_every_rest_stage_is_counted_per_request(timed: tuple[Daemon, Rest, int]
         assert count == expected, (stage, moved)
         assert 0 < seconds < 5, (stage, moved)
     assert moved.get("parse", (0.0, 0.0))[1] == 0  # no gRPC request was made
+
+
+def test_binary_rest_inference_stays_on_the_event_loop(timed: tuple[Daemon, Rest, int]) -> None:
+    _, rest, metrics_port = timed
+    body, headers = kserve_binary_body({"x": np.ones((1, 4), np.float32)}, ["y"])
+    before = scrape(metrics_port)
+    for _ in range(4):
+        reply = rest.request("POST", "/v2/models/scale/infer", body, headers)
+        assert reply.status == 200, reply.body
+        np.testing.assert_array_equal(kserve_outputs(reply)["y"], np.full((1, 4), 2, np.float32))
+    moved = grown(before, scrape(metrics_port))
+    for stage in LOOP_STAGES:
+        seconds, count = moved.get(stage, (0.0, 0.0))
+        assert count == 4, (stage, moved)
+        assert 0 < seconds < 5, (stage, moved)
+    assert moved.get("handoff", (0.0, 0.0))[1] == 0, "no request thread took part"
+    assert moved.get("copy", (0.0, 0.0))[1] == 0, moved
 
 
 def test_a_failed_request_ends_its_stages_early(timed: tuple[Daemon, Rest, int]) -> None:

@@ -22,13 +22,15 @@ does; with the default workers (2 per core) it is one request per core, which ke
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Executor, Future
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
 from ovmsd.errors import ErrorKind, ServingError, short
@@ -213,7 +215,8 @@ class ModelSlots:
         self.limit = max(1, limit)
         self._lock = threading.Lock()
         self._inside = 0
-        self._waiting: deque[threading.Event] = deque()  # one event per waiting request, first come first served
+        # one turn per waiting request, first come first served: an Event for a thread, a _LoopTurn for an event loop
+        self._waiting: deque[threading.Event | _LoopTurn] = deque()
 
     @property
     def inside(self) -> int:
@@ -228,6 +231,16 @@ class ModelSlots:
         """Inside the model for the ``with`` block. Raises OVERLOADED after ``timeout`` seconds of waiting, or
         TOO_MANY_REQUESTS when the request would wait and its pool has no room left for waiting requests."""
         self._acquire(timeout)
+        try:
+            yield
+        finally:
+            self._release()
+
+    @asynccontextmanager
+    async def entered(self, timeout: float) -> AsyncIterator[None]:
+        """:meth:`enter` for a request on an event loop: it waits for its place on the loop, holding no thread, in
+        the same order of arrival as the requests of the request threads."""
+        await self._acquire_on_loop(timeout)
         try:
             yield
         finally:
@@ -278,13 +291,34 @@ class ModelSlots:
         finally:
             if pool is not None:
                 pool.unpark()
-        raise ServingError(
+        raise self._overloaded(timeout)
+
+    async def _acquire_on_loop(self, timeout: float) -> None:
+        with self._lock:
+            if self._inside < self.limit and not self._waiting:
+                self._inside += 1
+                return
+            turn = _LoopTurn(asyncio.get_running_loop())
+            self._waiting.append(turn)
+        try:
+            await asyncio.wait_for(turn.future, timeout)
+        except asyncio.TimeoutError:
+            if self._leave_queue(turn):
+                raise self._overloaded(timeout) from None
+            # handed a place as the wait ran out: take it
+        except asyncio.CancelledError:
+            if not self._leave_queue(turn):
+                self._release()  # handed a place nobody will use: pass it on
+            raise
+
+    def _overloaded(self, timeout: float) -> ServingError:
+        return ServingError(
             ErrorKind.OVERLOADED,
             f"waited {timeout:g} s for one of the {self.limit} places of model {short(self.model)} "
             "(max_concurrent_requests)",
         )
 
-    def _leave_queue(self, turn: threading.Event) -> bool:
+    def _leave_queue(self, turn: threading.Event | _LoopTurn) -> bool:
         """Stop waiting: True when done, False when a place was handed over meanwhile (the caller then has it)."""
         with self._lock:
             if turn.is_set():
@@ -306,6 +340,31 @@ class ModelSlots:
                 self._waiting.popleft().set()  # the place passes to the first waiting request as it is
             else:
                 self._inside -= 1
+
+
+class _LoopTurn:
+    """A place handed to a request that waits on an event loop: :meth:`set` (from any thread, with the slots'
+    lock held) resolves its future on the loop."""
+
+    __slots__ = ("_handed", "_loop", "future")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._handed = False
+        self.future: asyncio.Future[None] = loop.create_future()
+
+    def set(self) -> None:
+        self._handed = True
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: the daemon is stopping
+            self._loop.call_soon_threadsafe(_resolve, self.future)
+
+    def is_set(self) -> bool:
+        return self._handed
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():  # not given up on (timed out, cancelled) meanwhile
+        future.set_result(None)
 
 
 class SlotTable:

@@ -18,9 +18,11 @@ not compile (``ovmsd.serving.limits``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -119,6 +121,59 @@ class DataPlane:
                 exc.version = number  # metrics count the failure against the version that was serving
                 raise
 
+    @asynccontextmanager
+    async def infer_on_loop(
+        self,
+        model: str,
+        version: int | None,
+        inputs: Mapping[str, np.ndarray],
+        outputs: Sequence[str] | None = None,
+    ) -> AsyncIterator[InferResult | None]:
+        """:meth:`infer` for a caller on an event loop: it waits for the model's place on the loop and for the
+        inference through OpenVINO's async API, holding no thread. Yields None, having taken nothing, when the
+        request would have to wait on something else (images to decode, a shape to compile, no free infer request):
+        :meth:`infer` on a request thread serves it then. Bad requests raise the same errors as :meth:`infer`."""
+        if any(array.dtype == np.dtype(object) for array in inputs.values()):
+            yield None  # encoded images (or strings): decoding takes a thread
+            return
+        loop = asyncio.get_running_loop()
+        looking = stages.now_ns() if stages.on else 0
+        with self.manager.acquire(model, version) as (number, instance):
+            try:
+                if not inputs:
+                    raise invalid_input("Invalid number of inputs", len(instance.base.signature.inputs), 0, None)
+                limits = instance.limits
+                limits.check_inputs(instance.base.signature, inputs)
+                slots = self.slots.for_model(model, limits.max_concurrent_requests)
+                async with slots.entered(instance.options.reshape_timeout_s):
+                    if stages.on:
+                        stages.add("lookup", stages.now_ns() - looking)
+                    waited = stages.now_ns() if stages.on else 0
+                    ended: asyncio.Future[None] = loop.create_future()
+                    started = time.perf_counter_ns()
+                    running = instance.start(inputs, lambda: _call_soon(loop, ended))
+                    if running is None:
+                        yield None
+                        return
+                    try:
+                        try:
+                            await asyncio.shield(ended)
+                        except asyncio.CancelledError:
+                            await ended  # the inference runs on: its infer request goes back once it ended
+                            raise
+                        signature, produced = running.outputs()
+                        if stages.on:
+                            stages.add("infer", stages.now_ns() - waited)
+                        if self._observer is not None:
+                            self._observer.inferred(model, number, time.perf_counter_ns() - started)
+                        selected = produced if not outputs else _select(signature, produced, outputs)
+                        yield InferResult(model, number, signature, selected)
+                    finally:
+                        running.finish()
+            except ServingError as exc:
+                exc.version = number  # metrics count the failure against the version that was serving
+                raise
+
     def _decode_images(self, instance: ModelInstance, inputs: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
         """``inputs`` with every batch of encoded images decoded for its input (the same mapping when there is none).
 
@@ -178,6 +233,17 @@ class DataPlane:
         if self._reload is None:
             raise ServingError(ErrorKind.UNSUPPORTED, message="Config reload is not available: no config file")
         return self._reload()
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, ended: asyncio.Future[None]) -> None:
+    """On OpenVINO's thread, when an inference ended: wake its request on the event loop."""
+    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits any more
+        loop.call_soon_threadsafe(_settle, ended)
+
+
+def _settle(ended: asyncio.Future[None]) -> None:
+    if not ended.done():
+        ended.set_result(None)
 
 
 def _select(signature: Signature, produced: dict[str, np.ndarray], wanted: Sequence[str]) -> dict[str, np.ndarray]:

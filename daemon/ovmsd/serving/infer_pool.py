@@ -31,3 +31,13 @@ class InferPool(Generic[R]):
             yield request
         finally:
             self._free.put(request)
+
+    def try_take(self) -> R | None:
+        """A free request at once, or None; hand it back with :meth:`give_back`."""
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            return None
+
+    def give_back(self, request: R) -> None:
+        self._free.put(request)

@@ -9,6 +9,7 @@ may not compile (``ovmsd.serving.limits``) is refused before the compile.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -71,7 +72,16 @@ class Variant:
         self._input_views: dict[int, list[np.ndarray]] = {}
 
     def infer(self, infer_request: ov.InferRequest, arrays: list[np.ndarray]) -> None:
-        """Copy the inputs into the request's own tensors and run it.
+        """Copy the inputs into the request's own tensors (:meth:`copy_inputs`) and run it."""
+        self.copy_inputs(infer_request, arrays)
+        if stages.on:
+            stages.lap("copy")
+        infer_request.infer()
+        if stages.on:
+            stages.lap("infer")
+
+    def copy_inputs(self, infer_request: ov.InferRequest, arrays: list[np.ndarray]) -> None:
+        """Copy the inputs into the request's own tensors.
 
         Decoded inputs are read-only views of the protobuf message, so OpenVINO would copy them anyway; copying
         straight into the request's tensors skips its Python-side input handling, the largest per-request cost of
@@ -90,11 +100,38 @@ class Variant:
                 self._input_views[id(infer_request)] = views
         for view, array in zip(views, arrays, strict=True):
             view[...] = array
-        if stages.on:
-            stages.lap("copy")
-        infer_request.infer()
-        if stages.on:
-            stages.lap("infer")
+
+    def outputs(self, infer_request: ov.InferRequest) -> dict[str, np.ndarray]:
+        """The request's outputs by name: views of its tensors, valid until it runs again."""
+        return {spec.name: infer_request.get_output_tensor(i).data for i, spec in enumerate(self.signature.outputs)}
+
+
+class Started:
+    """An inference :meth:`ModelInstance.start` started on OpenVINO's threads: its outputs once it ended, then
+    :meth:`finish` to hand its infer request back."""
+
+    def __init__(self, variant: Variant, infer_request: ov.InferRequest) -> None:
+        self.variant = variant
+        self._request: ov.InferRequest | None = infer_request
+
+    def outputs(self) -> tuple[Signature, dict[str, np.ndarray]]:
+        """The signature that served and its outputs (views, valid until :meth:`finish`); call it once the inference
+        ended (at once then); raises INFERENCE_FAILED with what OpenVINO raised."""
+        assert self._request is not None
+        try:
+            self._request.wait()
+        except Exception as exc:
+            raise ServingError(ErrorKind.INFERENCE_FAILED, error_summary(exc)) from exc
+        return self.variant.signature, self.variant.outputs(self._request)
+
+    def finish(self) -> None:
+        """Hand the infer request back; once the inference ended (waits for it otherwise)."""
+        infer_request, self._request = self._request, None
+        if infer_request is None:
+            return
+        with contextlib.suppress(Exception):  # its error was reported by outputs(), or nobody asks any more
+            infer_request.wait()
+        self.variant.pool.give_back(infer_request)
 
 
 @dataclass(frozen=True)
@@ -181,13 +218,33 @@ class ModelInstance:
                     variant.infer(infer_request, [request[spec.name] for spec in variant.signature.inputs])
                 except Exception as exc:
                     raise ServingError(ErrorKind.INFERENCE_FAILED, error_summary(exc)) from exc
-                outputs = {
-                    spec.name: infer_request.get_output_tensor(i).data
-                    for i, spec in enumerate(variant.signature.outputs)
-                }
-                yield variant.signature, outputs
+                yield variant.signature, variant.outputs(infer_request)
         except PoolTimeout as exc:
             raise ServingError(ErrorKind.OVERLOADED, str(exc)) from exc
+
+    def start(self, inputs: Mapping[str, np.ndarray], done: Callable[[], None]) -> Started | None:
+        """:meth:`run` for a caller that must not block (an event loop): the inference started on OpenVINO's
+        threads (``done`` is called on one of them when it ends), or None, having taken nothing, when it would have
+        to wait: a shape not compiled yet, or no free infer request. Bad inputs raise as in :meth:`run`."""
+        request = match_inputs(self.base.signature, inputs)
+        key = plan_shapes(self.base.signature, self.rules, request)
+        if key is not None:
+            self.limits.check_reshape(self.base.signature, self.rules, key)
+        variant = self.base if key is None else self._variants.get(key)
+        if variant is None:
+            return None
+        infer_request = variant.pool.try_take()
+        if infer_request is None:
+            return None
+        started = Started(variant, infer_request)
+        try:
+            variant.copy_inputs(infer_request, [request[spec.name] for spec in variant.signature.inputs])
+            infer_request.set_callback(lambda _: done(), None)
+            infer_request.start_async()
+        except Exception as exc:
+            started.finish()
+            raise ServingError(ErrorKind.INFERENCE_FAILED, error_summary(exc)) from exc
+        return started
 
     def _variant_for(self, key: ShapeKey, compiling: Callable[[], AbstractContextManager[object]]) -> Variant:
         if self._model is None:  # cannot happen: plan_shapes only asks for variants of auto inputs

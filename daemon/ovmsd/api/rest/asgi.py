@@ -2,9 +2,11 @@
 
 Each request is matched to a route, its body read (refused with 413 from the Content-Length alone, before any of it
 is received, when it is over the limit), then handled: inference and reloads on the REST worker threads, everything
-else (health, status, metadata) on the event loop, where it takes microseconds. ``ServingError``s become their
-HTTP status from ``ovmsd.api.errors`` with ``{"error": message}``; any other exception is logged in one line (the
-same kind at most once per ``LOG_INTERVAL_S``, the traceback only at DEBUG) and answered 500.
+else (health, status, metadata) on the event loop, where it takes microseconds. A route with an event-loop handler
+(KServe binary inference) tries it first: it serves the request without a thread when nothing but the model's place
+and the inference itself must be waited for, and leaves it to the worker threads otherwise. ``ServingError``s
+become their HTTP status from ``ovmsd.api.errors`` with ``{"error": message}``; any other exception is logged in one
+line (the same kind at most once per ``LOG_INTERVAL_S``, the traceback only at DEBUG) and answered 500.
 Health and metrics routes are never gated, so probes keep their answers during a drain.
 """
 
@@ -75,13 +77,17 @@ class RestApp:
         route, params = found
         request = Request(method, path, headers, body)
         if route.pooled:
-            loop = asyncio.get_running_loop()
-            if not stages.on:
+            if stages.on:
+                stages.add("http-read", stages.now_ns() - begun)
+            answered = await self._handle_on_loop(route, request, params) if route.on_loop is not None else None
+            if answered is not None:
+                response = answered
+            elif not stages.on:
+                loop = asyncio.get_running_loop()
                 response = await loop.run_in_executor(self._workers, self._handle, route, request, params)
             else:
-                submitted = stages.now_ns()
-                stages.add("http-read", submitted - begun)
-                timed = self._timed_handle
+                submitted, timed = stages.now_ns(), self._timed_handle
+                loop = asyncio.get_running_loop()
                 response, handled = await loop.run_in_executor(self._workers, timed, route, request, params, submitted)
                 stages.add("handoff", stages.now_ns() - handled)
         else:
@@ -125,14 +131,9 @@ class RestApp:
         )
 
     def _handle(self, route: Route, request: Request, params: dict[str, str]) -> Response:
-        if route.gated and self._api_key is not None and not self._api_key.allows(request.headers.get("authorization")):
-            if self._metrics is not None:
-                self._metrics.unauthenticated(route.api, INTERFACE)
-            response = error_response(ERROR_CODES[ErrorKind.UNAUTHENTICATED].http, UNAUTHENTICATED)
-            response.headers.append(("www-authenticate", "Bearer"))
-            return response
-        if route.gated and not self._gate.enter():
-            return error_response(503, SHUTTING_DOWN)
+        refused = self._admit(route, request)
+        if refused is not None:
+            return refused
         started = time.perf_counter_ns()
         timed = stages.on and route.pooled  # the request threads' stages (the event loop's are spans)
         if timed:
@@ -144,23 +145,71 @@ class RestApp:
             error = exc
             response = error_response(ERROR_CODES[exc.kind].http, exc.message)
         except Exception as exc:
-            where = route.metric or getattr(route.handler, "__name__", route.method)
-            self._throttle.log(
-                logging.ERROR,
-                (where, type(exc)),
-                "%s %s failed: %s: %s",
-                request.method,
-                short(request.path),
-                type(exc).__name__,
-                short(exc),
-                debug_traceback=True,
-            )
-            response = error_response(500, f"Internal server error: {type(exc).__name__}: {short(exc)}")
+            response = self._failed(route, request, exc)
         finally:
             if route.gated:
                 self._gate.leave()
             if timed:
                 stages.lap("release")
+        self._count(route, params, response, error, started)
+        if timed:
+            stages.lap("metrics")
+        return response
+
+    async def _handle_on_loop(self, route: Route, request: Request, params: dict[str, str]) -> Response | None:
+        """:meth:`_handle` with the route's event-loop handler; None when that handler leaves the request to the
+        request threads (then nothing was counted, and the gate was left)."""
+        assert route.on_loop is not None
+        refused = self._admit(route, request)
+        if refused is not None:
+            return refused
+        started = time.perf_counter_ns()
+        error: ServingError | None = None
+        try:
+            response = await route.on_loop(request, params)
+        except ServingError as exc:
+            error = exc
+            response = error_response(ERROR_CODES[exc.kind].http, exc.message)
+        except Exception as exc:
+            response = self._failed(route, request, exc)
+        finally:
+            if route.gated:
+                self._gate.leave()
+        if response is not None:
+            self._count(route, params, response, error, started)
+        return response
+
+    def _admit(self, route: Route, request: Request) -> Response | None:
+        """The answer to a request refused (no or a wrong API key, the gate closed); None: admitted, and the caller
+        leaves the gate after it."""
+        if route.gated and self._api_key is not None and not self._api_key.allows(request.headers.get("authorization")):
+            if self._metrics is not None:
+                self._metrics.unauthenticated(route.api, INTERFACE)
+            response = error_response(ERROR_CODES[ErrorKind.UNAUTHENTICATED].http, UNAUTHENTICATED)
+            response.headers.append(("www-authenticate", "Bearer"))
+            return response
+        if route.gated and not self._gate.enter():
+            return error_response(503, SHUTTING_DOWN)
+        return None
+
+    def _failed(self, route: Route, request: Request, exc: Exception) -> Response:
+        """A handler's exception that is no ServingError: a bug. One line per kind and interval; answered 500."""
+        where = route.metric or getattr(route.handler, "__name__", route.method)
+        self._throttle.log(
+            logging.ERROR,
+            (where, type(exc)),
+            "%s %s failed: %s: %s",
+            request.method,
+            short(request.path),
+            type(exc).__name__,
+            short(exc),
+            debug_traceback=True,
+        )
+        return error_response(500, f"Internal server error: {type(exc).__name__}: {short(exc)}")
+
+    def _count(
+        self, route: Route, params: dict[str, str], response: Response, error: ServingError | None, started: int
+    ) -> None:
         if self._metrics is not None and route.metric is not None:
             count_request(
                 self._metrics,
@@ -173,9 +222,6 @@ class RestApp:
                 failed=response.status >= 400,
                 started_ns=started,
             )
-            if timed:
-                stages.lap("metrics")
-        return response
 
 
 async def _send(send: Send, response: Response, close: bool = False) -> None:

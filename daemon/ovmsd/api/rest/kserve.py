@@ -44,7 +44,15 @@ class KServeRest:
             route("GET", "/v2", self.server_metadata),
             route("GET", base, self.model_metadata, api=API, metric="ModelMetadata"),
             route("GET", base + "/ready", self.model_ready, api=API, metric="ModelReady"),
-            route("POST", base + "/infer", self.infer, api=API, metric="ModelInfer", pooled=True),
+            route(
+                "POST",
+                base + "/infer",
+                self.infer,
+                api=API,
+                metric="ModelInfer",
+                pooled=True,
+                on_loop=self.infer_on_loop,
+            ),
         ]
 
     def live(self, request: Request, params: dict[str, str]) -> Response:
@@ -68,6 +76,34 @@ class KServeRest:
             return Response(200)
         return error_response(503, f"Model {codec.short(model)} is not ready")
 
+    async def infer_on_loop(self, request: Request, params: dict[str, str]) -> Response | None:
+        """:meth:`infer` on the event loop, for requests whose inputs all come in the binary data extension: no
+        hand-off to a request thread and back (the data plane waits for the place and the inference on the loop).
+        None leaves the request to :meth:`infer` on the request threads: JSON tensors (parsing them may take long),
+        and what the data plane would wait for on a thread (images to decode, a shape to compile)."""
+        if HEADER_LENGTH not in request.headers:
+            return None
+        model = params["model"]
+        version = parse_version(params.get("version", ""), model)
+        begun = stages.now_ns() if stages.on else 0
+        header, binary = _split_body(request)
+        document = json_object(header, "inference header")
+        tensors = document.get("inputs")
+        if not isinstance(tensors, list) or not all(_is_binary(tensor) for tensor in tensors):
+            return None  # JSON data among the inputs, or a malformed request: answered by infer()
+        inputs = _decode_inputs(tensors, binary, model)
+        wanted, binary_outputs = _requested_outputs(document)
+        if stages.on:
+            stages.add("decode", stages.now_ns() - begun)
+        async with self.data_plane.infer_on_loop(model, version, inputs, wanted) as result:
+            if result is None:
+                return None
+            encoding = stages.now_ns() if stages.on else 0
+            response = _encode(document, result.model, result.version, result.outputs, binary_outputs)
+            if stages.on:
+                stages.add("encode", stages.now_ns() - encoding)
+            return response
+
     def infer(self, request: Request, params: dict[str, str]) -> Response:
         model = params["model"]
         version = parse_version(params.get("version", ""), model)
@@ -82,6 +118,15 @@ class KServeRest:
             if stages.on:
                 stages.lap("encode")
             return response
+
+
+def _is_binary(tensor: Any) -> bool:
+    """Whether a request's input comes in the binary data extension."""
+    return (
+        isinstance(tensor, dict)
+        and isinstance(tensor.get("parameters"), dict)
+        and ("binary_data_size" in tensor["parameters"])
+    )
 
 
 def _split_body(request: Request) -> tuple[memoryview, memoryview]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ovmsd.api.rest.http import Request, Response, error_response
 
 Handler = Callable[[Request, dict[str, str]], Response]
+# answers on the event loop, or None to leave the request to ``handler`` on the request threads
+LoopHandler = Callable[[Request, dict[str, str]], Awaitable[Response | None]]
 
 # path segments: a model name (anything but "/" and ":"), a version
 MODEL = r"(?P<model>[^/:]+)"
@@ -24,6 +26,7 @@ class Route:
     metric: str | None = None  # the method label (Predict, ModelInfer...); None: not counted per model
     pooled: bool = False  # runs on the REST worker threads (inference, reloads); else on the event loop
     gated: bool = True  # refused once the daemon stops; health and metrics are not
+    on_loop: LoopHandler | None = None  # a pooled route's event-loop handler, tried first
 
 
 def route(method: str, path: str, handler: Handler, **options: object) -> Route:
