@@ -112,6 +112,13 @@ def test_binary_rest_inference_stays_on_the_event_loop(timed: tuple[Daemon, Rest
     assert moved.get("handoff", (0.0, 0.0))[1] == 0, "no request thread took part"
     assert moved.get("copy", (0.0, 0.0))[1] == 0, moved
 
+    body, headers = kserve_binary_body({"x": np.ones((1, 4), np.float32)}, ["y"], binary_outputs=False)
+    before = scrape(metrics_port)
+    reply = rest.request("POST", "/v2/models/scale/infer", body, headers)
+    assert reply.status == 200 and json.loads(reply.body)["outputs"][0]["data"] == [2.0] * 4, reply.body
+    moved = grown(before, scrape(metrics_port))
+    assert moved["handoff"][1] == 2, "an output asked for as JSON is written on a request thread"
+
 
 def test_a_failed_request_ends_its_stages_early(timed: tuple[Daemon, Rest, int]) -> None:
     daemon, _, metrics_port = timed

@@ -79,8 +79,9 @@ class KServeRest:
     async def infer_on_loop(self, request: Request, params: dict[str, str]) -> Response | None:
         """:meth:`infer` on the event loop, for requests whose inputs all come in the binary data extension: no
         hand-off to a request thread and back (the data plane waits for the place and the inference on the loop).
-        None leaves the request to :meth:`infer` on the request threads: JSON tensors (parsing them may take long),
-        and what the data plane would wait for on a thread (images to decode, a shape to compile)."""
+        None leaves the request to :meth:`infer` on the request threads: JSON tensors in or out (parsing or writing
+        a large one would hold up every connection), and what the data plane would wait for on a thread (images to
+        decode, a shape to compile)."""
         if HEADER_LENGTH not in request.headers:
             return None
         model = params["model"]
@@ -91,8 +92,10 @@ class KServeRest:
         tensors = document.get("inputs")
         if not isinstance(tensors, list) or not all(_is_binary(tensor) for tensor in tensors):
             return None  # JSON data among the inputs, or a malformed request: answered by infer()
-        inputs = _decode_inputs(tensors, binary, model)
         wanted, binary_outputs = _requested_outputs(document)
+        if not (binary_outputs is True or (wanted and binary_outputs == set(wanted))):
+            return None  # outputs as JSON: encoding a large one would hold up the loop
+        inputs = _decode_inputs(tensors, binary, model)
         if stages.on:
             stages.add("decode", stages.now_ns() - begun)
         async with self.data_plane.infer_on_loop(model, version, inputs, wanted) as result:
