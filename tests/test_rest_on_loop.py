@@ -11,13 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import openvino as ov
 import pytest
+from openvino import opset13 as ops
 
 from ovmsd.errors import ErrorKind, ServingError
 from ovmsd.serving.concurrency import ModelSlots
 from tests.support.daemon import Daemon, free_port, write_config
-from tests.support.models import save, scale_model
-from tests.support.rest import Rest, kserve_binary_body, kserve_outputs
+from tests.support.models import named, save, scale_model
+from tests.support.rest import Rest, kserve_binary_body, kserve_json_input, kserve_outputs
 
 
 async def eventually(condition: Callable[[], bool], timeout: float = 10) -> None:
@@ -109,4 +111,36 @@ def test_many_binary_clients_of_a_one_place_model_all_get_their_own_answer(tmp_p
         }
         assert counts.get("lookup") == 160 and counts.get("infer") == 160, counts
         assert counts.get("handoff", 0) == 0, "every request was served on the event loop"
+        assert daemon.stop() == 0, daemon.log()
+
+
+def reshape_by_value_model() -> ov.Model:
+    """``y = reshape(x [4], s [2])``: an inference fails at run time when ``s`` does not hold 4 elements."""
+    x = named(ops.parameter([4], np.float32, name="x"), "x")
+    shape = named(ops.parameter([2], np.int64, name="s"), "s")
+    return ov.Model([named(ops.reshape(x, shape, special_zero=False), "y")], [x, shape], "reshape_by_value")
+
+
+def test_an_inference_that_fails_is_answered_on_the_loop_too(tmp_path: Path) -> None:
+    """OpenVINO never calls the async callback of a failed inference: the request must not wait for it forever."""
+    save(reshape_by_value_model(), tmp_path / "reshaper", 1)
+    rest_port = free_port()
+    args = ["--model-name", "reshaper", "--model-path", str(tmp_path / "reshaper"), "--rest-port", str(rest_port)]
+    with Daemon(args, tmp_path / "daemon.log") as daemon:
+        daemon.wait_available("reshaper")
+        rest = Rest(rest_port, timeout=30)
+        x = np.arange(4, dtype=np.float32)
+        for shape, status in (([3, 3], 500), ([2, 2], 200), ([3, 3], 500)):
+            s = np.array(shape, np.int64)
+            body, headers = kserve_binary_body({"x": x, "s": s}, ["y"])
+            reply = rest.request("POST", "/v2/models/reshaper/infer", body, headers)  # on the loop
+            assert reply.status == status, reply.body[:300]
+            as_json = {"inputs": [kserve_json_input("x", x), kserve_json_input("s", s)]}
+            threaded = rest.post_json("/v2/models/reshaper/infer", as_json)  # on a request thread
+            assert threaded.status == status, threaded.body[:300]
+            if status == 200:
+                np.testing.assert_array_equal(kserve_outputs(reply)["y"], x.reshape(2, 2))
+            else:
+                assert "Internal inference error" in reply.error and reply.error == threaded.error
+        rest.close()
         assert daemon.stop() == 0, daemon.log()

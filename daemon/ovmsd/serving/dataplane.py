@@ -37,7 +37,7 @@ from ovmsd.serving.signature import Signature
 from ovmsd.serving.states import State, VersionStatus
 
 if TYPE_CHECKING:
-    from ovmsd.serving.instance import ModelInstance
+    from ovmsd.serving.instance import ModelInstance, Started
     from ovmsd.serving.manager import ModelOutcome
 
 
@@ -155,12 +155,15 @@ class DataPlane:
                     if running is None:
                         yield None
                         return
+                    watch = _EndWatch(loop, running, ended)
                     try:
                         try:
                             await asyncio.shield(ended)
                         except asyncio.CancelledError:
                             await ended  # the inference runs on: its infer request goes back once it ended
                             raise
+                        finally:
+                            watch.cancel()
                         signature, produced = running.outputs()
                         if stages.on:
                             stages.add("infer", stages.now_ns() - waited)
@@ -233,6 +236,38 @@ class DataPlane:
         if self._reload is None:
             raise ServingError(ErrorKind.UNSUPPORTED, message="Config reload is not available: no config file")
         return self._reload()
+
+
+FIRST_CHECK_S = 0.005  # when _EndWatch first looks whether an inference ended without its callback
+LAST_CHECK_S = 0.1  # the longest interval between two looks
+
+
+class _EndWatch:
+    """Wakes a request on the event loop when its inference *failed*.
+
+    OpenVINO calls an async inference's callback only when it succeeded: for a failed one (2026.4) the binding's
+    wrapper raises instead of calling it, so a loop that waited for the callback alone would wait forever, holding
+    the model's place and the infer request. This looks whether the inference ended at growing intervals (5 ms,
+    doubling up to 100 ms); a successful inference still wakes the loop at once through its callback, and the first
+    look is cancelled before it comes for any inference shorter than 5 ms.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, running: Started, ended: asyncio.Future[None]) -> None:
+        self._loop, self._running, self._ended = loop, running, ended
+        self._delay = FIRST_CHECK_S
+        self._handle = loop.call_later(self._delay, self._look)
+
+    def _look(self) -> None:
+        if self._ended.done():
+            return
+        if self._running.has_ended():
+            _settle(self._ended)
+            return
+        self._delay = min(2 * self._delay, LAST_CHECK_S)
+        self._handle = self._loop.call_later(self._delay, self._look)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, ended: asyncio.Future[None]) -> None:

@@ -124,6 +124,14 @@ class Started:
             raise ServingError(ErrorKind.INFERENCE_FAILED, error_summary(exc)) from exc
         return self.variant.signature, self.variant.outputs(self._request)
 
+    def has_ended(self) -> bool:
+        """Whether the inference ended, succeeded or failed (without waiting)."""
+        assert self._request is not None
+        try:
+            return bool(self._request.wait_for(0))
+        except Exception:  # it failed: outputs() raises what it raised
+            return True
+
     def finish(self) -> None:
         """Hand the infer request back; once the inference ended (waits for it otherwise)."""
         infer_request, self._request = self._request, None
