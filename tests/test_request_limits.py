@@ -223,6 +223,13 @@ def test_one_models_slow_requests_leave_other_models_answered_within_100_ms(tmp_
     assert max(latencies) < 1.0, shown
 
 
+def wait_parked(pool: TurnPool, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while pool.parked < count:
+        assert time.monotonic() < deadline, f"{pool.parked} parked, not {count}"
+        time.sleep(0.01)
+
+
 def test_turn_pool_runs_workers_tasks_at_once_and_parked_ones_lend_their_turn() -> None:
     pool = TurnPool(2, "test", max_parked=1)
     slots = ModelSlots("slow", 1)
@@ -238,10 +245,7 @@ def test_turn_pool_runs_workers_tasks_at_once_and_parked_ones_lend_their_turn() 
     first = pool.submit(slow)
     assert inside.wait(10)
     second = pool.submit(slow)  # waits for the place, parked: its turn goes to the next task
-    deadline = time.monotonic() + 10
-    while pool.parked < 1:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_parked(pool, 1)
     assert pool.submit(lambda: "fast").result(timeout=5) == "fast", "two turns: one slow inside, one free"
     third = pool.submit(slow)  # a second waiter: no room left for parked requests
     with pytest.raises(ServingError) as refused:
@@ -262,10 +266,7 @@ def test_a_task_waiting_for_its_next_item_lends_its_turn_and_past_max_parked_is_
         return list(lending_turns(iter(messages.get, None)))
 
     first = pool.submit(stream)
-    deadline = time.monotonic() + 10
-    while pool.parked < 1:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_parked(pool, 1)
     assert pool.submit(lambda: "other").result(timeout=5) == "other", "one turn, lent while the stream waits"
     second = pool.submit(stream)  # would wait too: no room left for waiting tasks
     with pytest.raises(TooManyWaiting, match="1 requests and streams already wait"):

@@ -30,7 +30,7 @@ import numpy as np
 
 from ovmsd import stages
 from ovmsd.errors import ErrorKind, ServingError, invalid_input
-from ovmsd.serving.concurrency import SlotTable
+from ovmsd.serving.concurrency import ModelSlots, SlotTable
 from ovmsd.serving.images import DEFAULT_MAX_PIXELS, decode_images, is_image_batch
 from ovmsd.serving.manager import ModelManager
 from ovmsd.serving.signature import Signature
@@ -101,11 +101,7 @@ class DataPlane:
         """Infer with the named inputs; yields the selected outputs (all when ``outputs`` is empty or None)."""
         with self.manager.acquire(model, version) as (number, instance):
             try:
-                if not inputs:
-                    raise invalid_input("Invalid number of inputs", len(instance.base.signature.inputs), 0, None)
-                limits = instance.limits
-                limits.check_inputs(instance.base.signature, inputs)
-                slots = self.slots.for_model(model, limits.max_concurrent_requests)
+                slots = self._checked(model, instance, inputs)
                 timeout = instance.options.reshape_timeout_s
                 with slots.enter(timeout):
                     inputs = self._decode_images(instance, inputs)
@@ -140,11 +136,7 @@ class DataPlane:
         looking = stages.now_ns() if stages.on else 0
         with self.manager.acquire(model, version) as (number, instance):
             try:
-                if not inputs:
-                    raise invalid_input("Invalid number of inputs", len(instance.base.signature.inputs), 0, None)
-                limits = instance.limits
-                limits.check_inputs(instance.base.signature, inputs)
-                slots = self.slots.for_model(model, limits.max_concurrent_requests)
+                slots = self._checked(model, instance, inputs)
                 async with slots.entered(instance.options.reshape_timeout_s):
                     if stages.on:
                         stages.add("lookup", stages.now_ns() - looking)
@@ -176,6 +168,15 @@ class DataPlane:
             except ServingError as exc:
                 exc.version = number  # metrics count the failure against the version that was serving
                 raise
+
+    def _checked(self, model: str, instance: ModelInstance, inputs: Mapping[str, np.ndarray]) -> ModelSlots:
+        """The model's places, once the request passed the checks before them: some inputs, each within the model's
+        ``max_input_bytes``."""
+        if not inputs:
+            raise invalid_input("Invalid number of inputs", len(instance.base.signature.inputs), 0, None)
+        limits = instance.limits
+        limits.check_inputs(instance.base.signature, inputs)
+        return self.slots.for_model(model, limits.max_concurrent_requests)
 
     def _decode_images(self, instance: ModelInstance, inputs: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
         """``inputs`` with every batch of encoded images decoded for its input (the same mapping when there is none).

@@ -141,11 +141,8 @@ class RestApp:
         error: ServingError | None = None
         try:
             response = route.handler(request, params)
-        except ServingError as exc:
-            error = exc
-            response = error_response(ERROR_CODES[exc.kind].http, exc.message)
         except Exception as exc:
-            response = self._failed(route, request, exc)
+            response, error = self._error_answer(route, request, exc)
         finally:
             if route.gated:
                 self._gate.leave()
@@ -167,11 +164,8 @@ class RestApp:
         error: ServingError | None = None
         try:
             response = await route.on_loop(request, params)
-        except ServingError as exc:
-            error = exc
-            response = error_response(ERROR_CODES[exc.kind].http, exc.message)
         except Exception as exc:
-            response = self._failed(route, request, exc)
+            response, error = self._error_answer(route, request, exc)
         finally:
             if route.gated:
                 self._gate.leave()
@@ -192,8 +186,11 @@ class RestApp:
             return error_response(503, SHUTTING_DOWN)
         return None
 
-    def _failed(self, route: Route, request: Request, exc: Exception) -> Response:
-        """A handler's exception that is no ServingError: a bug. One line per kind and interval; answered 500."""
+    def _error_answer(self, route: Route, request: Request, exc: Exception) -> tuple[Response, ServingError | None]:
+        """A handler's exception as its answer: a ServingError's status and message; anything else is a bug, logged
+        in one line per kind and interval and answered 500."""
+        if isinstance(exc, ServingError):
+            return error_response(ERROR_CODES[exc.kind].http, exc.message), exc
         where = route.metric or getattr(route.handler, "__name__", route.method)
         self._throttle.log(
             logging.ERROR,
@@ -205,7 +202,7 @@ class RestApp:
             short(exc),
             debug_traceback=True,
         )
-        return error_response(500, f"Internal server error: {type(exc).__name__}: {short(exc)}")
+        return error_response(500, f"Internal server error: {type(exc).__name__}: {short(exc)}"), None
 
     def _count(
         self, route: Route, params: dict[str, str], response: Response, error: ServingError | None, started: int
