@@ -4,14 +4,16 @@ Two parts work together:
 
 * :class:`ModelSlots`: each model lets at most ``max_concurrent_requests`` requests inside it at once (decoding images,
   waiting for a compile or an infer request, inferring, writing the answer). The others wait for a place, in order
-  of arrival, for at most the reshape timeout (then OVERLOADED: UNAVAILABLE / 503, "Model is busy").
+  of arrival, for at most the reshape timeout (then OVERLOADED: UNAVAILABLE / 503, "Model is busy"). A request on
+  an event loop (REST binary inference) waits in the same queue without a thread (:meth:`ModelSlots.entered`).
 * :class:`TurnPool`: the executor of the gRPC and REST request threads. Like ``ThreadPoolExecutor(workers)`` it runs
   at most ``workers`` requests at once, but a request waiting for a model's place (longer than ``PARK_AFTER_S``) or
   for a compile is *parked*: it gives its turn to the next request, on another thread, and runs on when its wait is
   over. So requests for other models are answered at once while one model's requests queue, and requests for one
   busy model are never refused for being many, as long as fewer than ``max_parked`` wait in the whole pool; past
   that, a request that would wait is refused at once with TOO_MANY_REQUESTS (RESOURCE_EXHAUSTED / 429), which
-  bounds the threads a flood can create.
+  bounds the threads a flood can create. A stream waiting for its next message parks the same way
+  (:func:`lending_turns`), so streams left open hold no turn.
 
 Outside a :class:`TurnPool` thread (in-process callers, tests) a wait for a place simply blocks.
 
