@@ -357,15 +357,21 @@ class _LoopTurn:
 
     def set(self) -> None:
         self._handed = True
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: the daemon is stopping
-            self._loop.call_soon_threadsafe(_resolve, self.future)
+        wake_soon(self._loop, self.future)
 
     def is_set(self) -> bool:
         return self._handed
 
 
+def wake_soon(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
+    """Resolve ``future`` on its event loop, from any thread; nothing once the loop closed (the daemon stops) or
+    when its waiter gave up on it (timed out, cancelled)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(_resolve, future)
+
+
 def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():  # not given up on (timed out, cancelled) meanwhile
+    if not future.done():
         future.set_result(None)
 
 

@@ -19,7 +19,6 @@ not compile (``ovmsd.serving.limits``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -30,7 +29,7 @@ import numpy as np
 
 from ovmsd import stages
 from ovmsd.errors import ErrorKind, ServingError, invalid_input
-from ovmsd.serving.concurrency import ModelSlots, SlotTable
+from ovmsd.serving.concurrency import ModelSlots, SlotTable, wake_soon
 from ovmsd.serving.images import DEFAULT_MAX_PIXELS, decode_images, is_image_batch
 from ovmsd.serving.manager import ModelManager
 from ovmsd.serving.signature import Signature
@@ -138,27 +137,19 @@ class DataPlane:
             try:
                 slots = self._checked(model, instance, inputs)
                 async with slots.entered(instance.options.reshape_timeout_s):
+                    started = time.perf_counter_ns()  # the stage timers' clock too
                     if stages.on:
-                        stages.add("lookup", stages.now_ns() - looking)
-                    waited = stages.now_ns() if stages.on else 0
+                        stages.add("lookup", started - looking)
                     ended: asyncio.Future[None] = loop.create_future()
-                    started = time.perf_counter_ns()
-                    running = instance.start(inputs, lambda: _call_soon(loop, ended))
+                    running = instance.start(inputs, lambda: wake_soon(loop, ended))
                     if running is None:
                         yield None
                         return
-                    watch = _EndWatch(loop, running, ended)
                     try:
-                        try:
-                            await asyncio.shield(ended)
-                        except asyncio.CancelledError:
-                            await ended  # the inference runs on: its infer request goes back once it ended
-                            raise
-                        finally:
-                            watch.cancel()
+                        await _until_ended(loop, running, ended)
                         signature, produced = running.outputs()
                         if stages.on:
-                            stages.add("infer", stages.now_ns() - waited)
+                            stages.add("infer", stages.now_ns() - started)
                         if self._observer is not None:
                             self._observer.inferred(model, number, time.perf_counter_ns() - started)
                         selected = produced if not outputs else _select(signature, produced, outputs)
@@ -262,7 +253,7 @@ class _EndWatch:
         if self._ended.done():
             return
         if self._running.has_ended():
-            _settle(self._ended)
+            self._ended.set_result(None)
             return
         self._delay = min(2 * self._delay, LAST_CHECK_S)
         self._handle = self._loop.call_later(self._delay, self._look)
@@ -271,15 +262,18 @@ class _EndWatch:
         self._handle.cancel()
 
 
-def _call_soon(loop: asyncio.AbstractEventLoop, ended: asyncio.Future[None]) -> None:
-    """On OpenVINO's thread, when an inference ended: wake its request on the event loop."""
-    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits any more
-        loop.call_soon_threadsafe(_settle, ended)
-
-
-def _settle(ended: asyncio.Future[None]) -> None:
-    if not ended.done():
-        ended.set_result(None)
+async def _until_ended(loop: asyncio.AbstractEventLoop, running: Started, ended: asyncio.Future[None]) -> None:
+    """Wait until the inference ended (``ended``, woken by its callback or by :class:`_EndWatch`). A request
+    cancelled meanwhile still waits: its infer request may go back only once the inference ended."""
+    watch = _EndWatch(loop, running, ended)
+    try:
+        try:
+            await asyncio.shield(ended)
+        except asyncio.CancelledError:
+            await ended
+            raise
+    finally:
+        watch.cancel()
 
 
 def _select(signature: Signature, produced: dict[str, np.ndarray], wanted: Sequence[str]) -> dict[str, np.ndarray]:
