@@ -211,10 +211,7 @@ class ModelInstance:
         A request whose shape is not compiled yet compiles it (or waits for the request compiling it) inside
         ``compiling()``: the data plane steps out of the model's places there.
         """
-        request = match_inputs(self.base.signature, inputs)
-        key = plan_shapes(self.base.signature, self.rules, request)
-        if key is not None:
-            self.limits.check_reshape(self.base.signature, self.rules, key)
+        request, key = self._plan(inputs)
         variant = self.base if key is None else self._variant_for(key, compiling)
         if stages.on:
             stages.lap("plan")
@@ -234,10 +231,7 @@ class ModelInstance:
         """:meth:`run` for a caller that must not block (an event loop): the inference started on OpenVINO's
         threads (``done`` is called on one of them when it ends), or None, having taken nothing, when it would have
         to wait: a shape not compiled yet, or no free infer request. Bad inputs raise as in :meth:`run`."""
-        request = match_inputs(self.base.signature, inputs)
-        key = plan_shapes(self.base.signature, self.rules, request)
-        if key is not None:
-            self.limits.check_reshape(self.base.signature, self.rules, key)
+        request, key = self._plan(inputs)
         variant = self.base if key is None else self._variants.get(key)
         if variant is None:
             return None
@@ -253,6 +247,15 @@ class ModelInstance:
             started.finish()
             raise ServingError(ErrorKind.INFERENCE_FAILED, error_summary(exc)) from exc
         return started
+
+    def _plan(self, inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], ShapeKey | None]:
+        """The inputs matched to the signature, and the shape to compile for them (None: the base variant's);
+        refuses what the signature or the reshape limits do not allow."""
+        request = match_inputs(self.base.signature, inputs)
+        key = plan_shapes(self.base.signature, self.rules, request)
+        if key is not None:
+            self.limits.check_reshape(self.base.signature, self.rules, key)
+        return request, key
 
     def _variant_for(self, key: ShapeKey, compiling: Callable[[], AbstractContextManager[object]]) -> Variant:
         if self._model is None:  # cannot happen: plan_shapes only asks for variants of auto inputs
