@@ -80,18 +80,15 @@ class KServeRest:
         """:meth:`infer` on the event loop, for requests whose inputs all come in the binary data extension: no
         hand-off to a request thread and back (the data plane waits for the place and the inference on the loop).
         None leaves the request to :meth:`infer` on the request threads: JSON tensors in or out (parsing or writing
-        a large one would hold up every connection), and what the data plane would wait for on a thread (images to
-        decode, a shape to compile)."""
+        a large one would hold up every connection), BYTES inputs (images to decode), and what the data plane would
+        wait for on a thread (a shape to compile, no free infer request)."""
         if HEADER_LENGTH not in request.headers:
             return None
-        model = params["model"]
-        version = parse_version(params.get("version", ""), model)
         begun = stages.now_ns() if stages.on else 0
-        header, binary = _split_body(request)
-        document = json_object(header, "inference header")
+        model, version, document, binary = _parsed(request, params)
         tensors = document.get("inputs")
-        if not isinstance(tensors, list) or not all(_is_binary(tensor) for tensor in tensors):
-            return None  # JSON data among the inputs, or a malformed request: answered by infer()
+        if not isinstance(tensors, list) or not all(_is_binary_numeric(tensor) for tensor in tensors):
+            return None  # JSON data or BYTES (images) among the inputs, or a malformed request: answered by infer()
         wanted, binary_outputs = _requested_outputs(document)
         if not (binary_outputs is True or (wanted and binary_outputs == set(wanted))):
             return None  # outputs as JSON: encoding a large one would hold up the loop
@@ -108,10 +105,7 @@ class KServeRest:
             return response
 
     def infer(self, request: Request, params: dict[str, str]) -> Response:
-        model = params["model"]
-        version = parse_version(params.get("version", ""), model)
-        header, binary = _split_body(request)
-        document = json_object(header, "inference header")
+        model, version, document, binary = _parsed(request, params)
         inputs = _decode_inputs(document.get("inputs"), binary, model)
         wanted, binary_outputs = _requested_outputs(document)
         if stages.on:
@@ -123,10 +117,19 @@ class KServeRest:
             return response
 
 
-def _is_binary(tensor: Any) -> bool:
-    """Whether a request's input comes in the binary data extension."""
+def _parsed(request: Request, params: dict[str, str]) -> tuple[str, int | None, dict[str, Any], memoryview]:
+    """An infer request's model, version, JSON header and the binary data after it."""
+    model = params["model"]
+    version = parse_version(params.get("version", ""), model)
+    header, binary = _split_body(request)
+    return model, version, json_object(header, "inference header"), binary
+
+
+def _is_binary_numeric(tensor: Any) -> bool:
+    """Whether a request's input comes in the binary data extension as numbers (not BYTES: strings, images)."""
     return (
         isinstance(tensor, dict)
+        and tensor.get("datatype") != "BYTES"
         and isinstance(tensor.get("parameters"), dict)
         and ("binary_data_size" in tensor["parameters"])
     )
