@@ -17,7 +17,9 @@ numpy), ``lookup`` (the model version, request limits, a place in the model, ima
 matched to the signature, the compiled shape chosen), ``wait`` (an infer request of that shape), ``copy`` (the
 inputs into the infer request), ``infer``, ``encode`` (the outputs to the wire format), ``release`` (infer request,
 place and version handed back), ``metrics``, ``respond`` (gRPC: from the handler's return to the serialiser),
-``serialize`` (gRPC), ``http-send`` (REST). What the server spends before its first mark and after its last (the
+``serialize`` (gRPC), ``http-send`` (REST). KServe REST binary inference served on the event loop has no
+``handoff`` and counts ``decode``, ``lookup``, ``infer`` (the input copy included) and ``encode`` as spans. What
+the server spends before its first mark and after its last (the
 transport's own work) is the difference between a client's latency and their sum.
 """
 
